@@ -1,0 +1,49 @@
+# The suite's public interface. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCK := requirements.lock
+EXP ?=
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: $(STAMP) ## Create .venv and install the suite from the lock file (a no-op when up to date)
+
+$(STAMP): setup.cfg pyproject.toml $(LOCK)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade "pip>=24"
+	$(PY) -m pip install --quiet -c $(LOCK) -e ".[dev]"
+	touch $(STAMP)
+
+test: setup ## Run the test suite (what CI runs)
+	$(PY) -m pytest -q tests
+
+lint: setup ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy body geometry experiments
+
+format: setup ## Apply ruff's fixes and formatting
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+train: setup ## Train an experiment: make train EXP=name ARGS="trainer.max_steps=10"
+	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [ARGS='key=value ...']"; exit 2)
+	$(PY) -m experiments train $(EXP) $(ARGS)
+
+bench: setup ## Run the benchmarks; writes results/bench.json and results/bench.md
+	mkdir -p results
+	$(PY) -m pytest -q benchmarks --benchmark-json=results/bench.json
+	$(PY) -m benchmarks.report results/bench.json results/bench.md
+
+clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and body models)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
+	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
+
+.PHONY: help setup test lint format train bench clean

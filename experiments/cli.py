@@ -1,0 +1,120 @@
+"""`python -m experiments <command>`: the suite's command line.
+
+    python -m experiments train EXP [KEY=VALUE ...]      train, print the run folder
+    python -m experiments config EXP [KEY=VALUE ...]     print the resolved config as YAML
+    python -m experiments make-mannequin [--out DIR]     generate the mannequin body model
+    python -m experiments convert-smpl SRC_DIR [--name smpl]
+
+EXP is the name of `experiments/<EXP>.yaml` or a path to a YAML file. Every command takes
+`--data-root PATH` (the parent folder of the dataset folders; sets `data_root`) and trailing
+overrides: `trainer.max_steps=10` changes a value, `trainer=cpu` selects a group option,
+`+trainer.profiler=simple` sets a constructor argument the config does not list. A mistake in
+a config or on the command line prints one message and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from experiments.config import ConfigError, load_base, load_experiment, to_yaml
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; return the process exit status."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may come on either side of options; argparse leaves the later ones over.
+    stray_options = [arg for arg in extra if arg.startswith("-")]
+    if stray_options:
+        parser.error(f"unrecognized arguments: {' '.join(stray_options)}")
+    args.overrides = [*args.overrides, *extra]
+    command: Callable[[argparse.Namespace], None] = args.command
+    try:
+        command(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(metavar="COMMAND", required=True)
+
+    train = commands.add_parser("train", help="train an experiment; prints the run folder")
+    train.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
+    _add_common(train)
+    train.set_defaults(command=_train)
+
+    config = commands.add_parser("config", help="print the resolved config of an experiment")
+    config.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
+    _add_common(config)
+    config.set_defaults(command=_config)
+
+    mannequin = commands.add_parser(
+        "make-mannequin", help="generate the mannequin body model (SMPL file format)"
+    )
+    mannequin.add_argument(
+        "--out", metavar="DIR", help="output folder (default: <body_model.root>/mannequin)"
+    )
+    mannequin.add_argument("--overwrite", action="store_true", help="replace existing files")
+    _add_common(mannequin)
+    mannequin.set_defaults(command=_make_mannequin)
+
+    convert = commands.add_parser(
+        "convert-smpl", help="convert the official SMPL .pkl files into <body_model.root>/NAME/"
+    )
+    convert.add_argument("src_dir", metavar="SRC_DIR", help="folder with the official SMPL files")
+    convert.add_argument("--name", default="smpl", help="body model name (default: smpl)")
+    _add_common(convert)
+    convert.set_defaults(command=_convert_smpl)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-root",
+        metavar="PATH",
+        help="parent folder of the dataset folders (default: $DATA_ROOT or data/synthetic)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="KEY=VALUE",
+        help="config overrides (trainer.max_steps=10) and group choices (trainer=cpu)",
+    )
+
+
+def _train(args: argparse.Namespace) -> None:
+    from experiments.train import train  # imports Lightning (seconds): keeps --help quick
+
+    run_dir = train(load_experiment(args.exp, args.overrides, args.data_root))
+    print(run_dir)
+
+
+def _config(args: argparse.Namespace) -> None:
+    print(to_yaml(load_experiment(args.exp, args.overrides, args.data_root)), end="")
+
+
+def _make_mannequin(args: argparse.Namespace) -> None:
+    cfg = load_base(args.overrides, args.data_root)
+    from body.mannequin import make_mannequin
+
+    out_dir = Path(args.out) if args.out else Path(cfg.body_model.root) / "mannequin"
+    print(make_mannequin(out_dir, overwrite=args.overwrite))
+
+
+def _convert_smpl(args: argparse.Namespace) -> None:
+    cfg = load_base(args.overrides, args.data_root)
+    from body.convert import convert_smpl
+
+    print(convert_smpl(Path(args.src_dir), Path(cfg.body_model.root), name=args.name))

@@ -1,0 +1,99 @@
+"""What a run leaves behind: its folder, its resolved config and the revision of the code.
+
+A run folder `<output_root>/<exp>/<run>/` holds `config.yaml` (the resolved config as plain
+YAML), `git.json` (`{"revision": ..., "dirty": ...}`), the logger's files and `checkpoints/`;
+every checkpoint carries the same config and git state under the key `run_info`, so evaluating a
+checkpoint needs nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Lightning's DDP launcher starts ranks > 0 by re-running the same command line; the runner
+# hands them the folder that rank 0 made through this variable (see `shared_run_dir`).
+RUN_DIR_ENV = "EXPERIMENTS_RUN_DIR"
+CHECKPOINT_KEY = "run_info"
+
+
+def claim_run_dir(requested: Path) -> tuple[Path, bool]:
+    """The run folder to use, and whether this process made it (and so writes its records).
+
+    Inside a process started by Lightning for another rank, the folder of rank 0; otherwise
+    `requested`, or `<requested>-1`, `-2`, ... when that name is taken.
+    """
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        return Path(inherited), False
+    requested.parent.mkdir(parents=True, exist_ok=True)
+    candidate, suffix = requested, 0
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate, True
+        except FileExistsError:
+            suffix += 1
+            candidate = requested.with_name(f"{requested.name}-{suffix}")
+
+
+@contextmanager
+def shared_run_dir(run_dir: Path) -> Iterator[None]:
+    """Within the block, processes started for other ranks join `run_dir` instead of making one."""
+    previous = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+        else:
+            os.environ[RUN_DIR_ENV] = previous
+
+
+def git_state(directory: Path = PACKAGE_DIR) -> dict[str, Any]:
+    """`{"revision": commit hash, "dirty": bool}` of the git checkout holding `directory`.
+
+    Either value is None when it cannot be known (not a checkout, no commit yet, no git).
+    """
+    revision = _git(["rev-parse", "HEAD"], directory)
+    status = _git(["status", "--porcelain"], directory)
+    return {"revision": revision, "dirty": None if status is None else bool(status)}
+
+
+def write_run_info(run_dir: Path, cfg: DictConfig, git: dict[str, Any]) -> None:
+    """Write `config.yaml` (`cfg`, already resolved) and `git.json` into `run_dir`."""
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    (run_dir / "git.json").write_text(json.dumps(git, indent=2) + "\n")
+
+
+class RunInfoCallback(pl.Callback):
+    """Stores the resolved config and the git state in every checkpoint, under `run_info`."""
+
+    def __init__(self, config: dict[str, Any], git: dict[str, Any]) -> None:
+        self.config = config
+        self.git = git
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        checkpoint[CHECKPOINT_KEY] = {"config": self.config, "git": self.git}
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip()
