@@ -51,6 +51,7 @@ opcodes hold no byte offsets.
 
 from __future__ import annotations
 
+import abc
 import builtins
 import codecs
 import copyreg
@@ -87,7 +88,7 @@ class UnsafePickleError(pickle.UnpicklingError):
 # chumpy stand-ins
 
 
-class ChumpyStandIn:
+class ChumpyStandIn(abc.ABC):
     """The pickled state of one chumpy node; :meth:`value` evaluates it like chumpy would."""
 
     chumpy_global: ClassVar[str] = "chumpy"
@@ -111,8 +112,9 @@ class ChumpyStandIn:
             )
         return self.state[key]
 
+    @abc.abstractmethod
     def value(self) -> np.ndarray:
-        raise NotImplementedError
+        """The array this node evaluates to."""
 
     @property
     def r(self) -> np.ndarray:
