@@ -4,6 +4,7 @@ import hashlib
 import json
 
 import numpy as np
+import pymeshlab
 import pytest
 import smplx
 import torch
@@ -77,6 +78,13 @@ def test_closed_manifold_genus_zero_outward(rest_mesh):
     _, counts = np.unique(edges, axis=0, return_counts=True)
     assert (counts == 2).all()  # every edge shared by exactly two faces
     assert len(np.unique(rest_mesh.faces)) == 6890  # no unreferenced vertex
+
+
+def test_no_self_intersections(smpl_arrays):
+    mesh_set = pymeshlab.MeshSet()
+    mesh_set.add_mesh(pymeshlab.Mesh(smpl_arrays["v_template"], smpl_arrays["f"].astype(np.int32)))
+    mesh_set.compute_selection_by_self_intersections_per_face()
+    assert mesh_set.current_mesh().selected_face_number() == 0
 
 
 def test_human_height_and_volume(model_dir):
