@@ -22,7 +22,7 @@ neck, pelvis and hips; faces and feet are smplx's landmarks.
 
 **Approximations** (no public regressor exists; each is labelled in `APPROXIMATIONS`): JTA's
 head top, head centre, neck, clavicles and spine joints; Panoptic's body centre and head top;
-all MuPoTS-3D joints (taken from the Human3.6M regressor, as CRMH does).
+all MuPoTS-3D joints (taken from the Human3.6M regressor, as CRMH does); LSP's head top.
 
 **Anatomical sets.** Every set is anatomical: `left_*` is the subject's left. Datasets whose
 files swap sides (SURREAL) are corrected once, in their reader. `bodynet_16` fills MPII's slots
@@ -46,6 +46,35 @@ SMPL_JOINTS = (
 
 # SMPL's kinematic tree (datasets.md 9.2): the parent of each joint, -1 for the root.
 SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19, 20, 21)
+
+# The SMPL/SURREAL names of the 24 body parts, in joint order (datasets.md 9.5);
+# SURREAL's segmentation label k is part k - 1.
+SMPL_PART_NAMES = (
+    "hips",
+    "leftUpLeg",
+    "rightUpLeg",
+    "spine",
+    "leftLeg",
+    "rightLeg",
+    "spine1",
+    "leftFoot",
+    "rightFoot",
+    "spine2",
+    "leftToeBase",
+    "rightToeBase",
+    "neck",
+    "leftShoulder",
+    "rightShoulder",
+    "head",
+    "leftArm",
+    "rightArm",
+    "leftForeArm",
+    "rightForeArm",
+    "leftHand",
+    "rightHand",
+    "leftHandIndex1",
+    "rightHandIndex1",
+)
 
 # smplx's VertexJointSelector order (joints 24..44 of smplx's SMPL output).
 SMPLX_LANDMARKS = (
@@ -101,6 +130,8 @@ MIXTURES: dict[str, tuple[tuple[str, float], ...]] = {
 }  # fmt: skip
 
 APPROXIMATIONS: dict[str, str] = {
+    "lsp_head_top": "LSP's head top: SPIN's extra-regressor row (the mannequin's is a designed "
+    "point 2 cm below the top of its head)",
     "panoptic_body_center": "Panoptic's BodyCenter: midpoint of the LSP hips",
     "panoptic_head_top": "Panoptic's HeadTop (15-joint files): SPIN's LSP head top",
     "jta_head_top": "JTA's head_top: SPIN's LSP head top",

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse
+import torch
 
-from body.joint_sets import SMPL_PARENTS
+from body.joint_sets import SMPL_PARENTS, SMPL_PART_NAMES
 from body.mannequin import design, rig, surface
 from body.safe_pickle import dump_legacy_pickle
 from geometry.rotations import axis_angle_to_matrix, matrix_to_rotation_6d
@@ -207,8 +208,6 @@ def mean_params() -> dict[str, np.ndarray]:
     axis_angle[0] = (np.pi, 0.0, 0.0)
     axis_angle[16] = (0.0, 0.0, -np.pi / 3)
     axis_angle[17] = (0.0, 0.0, np.pi / 3)
-    import torch
-
     matrices = axis_angle_to_matrix(torch.as_tensor(axis_angle))
     pose = matrix_to_rotation_6d(matrices, layout="columns").reshape(-1).numpy()
     return {"pose": pose, "shape": np.zeros(10), "cam": np.array([0.9, 0.0, 0.0])}
@@ -217,8 +216,7 @@ def mean_params() -> dict[str, np.ndarray]:
 def part_segmentation(labels: np.ndarray) -> dict[str, list[int]]:
     """SMPL part name -> vertex ids (each vertex in exactly one part)."""
     return {
-        name: np.flatnonzero(labels == part).tolist()
-        for part, name in enumerate(design.SMPL_PART_NAMES)
+        name: np.flatnonzero(labels == part).tolist() for part, name in enumerate(SMPL_PART_NAMES)
     }
 
 

@@ -18,36 +18,6 @@ import numpy as np
 
 from body.joint_sets import SMPL_FLIP_PERMUTATION, SMPL_JOINTS
 
-SMPL_JOINT_NAMES = SMPL_JOINTS  # short alias used below
-
-# The SMPL/SURREAL names of the 24 body parts, in joint order (datasets.md 9.5).
-SMPL_PART_NAMES = (
-    "hips",
-    "leftUpLeg",
-    "rightUpLeg",
-    "spine",
-    "leftLeg",
-    "rightLeg",
-    "spine1",
-    "leftFoot",
-    "rightFoot",
-    "spine2",
-    "leftToeBase",
-    "rightToeBase",
-    "neck",
-    "leftShoulder",
-    "rightShoulder",
-    "head",
-    "leftArm",
-    "rightArm",
-    "leftForeArm",
-    "rightForeArm",
-    "leftHand",
-    "rightHand",
-    "leftHandIndex1",
-    "rightHandIndex1",
-)
-
 
 def mirror_index(index: int) -> int:
     """The joint (or part) on the other side of the body."""
@@ -76,6 +46,7 @@ class Ellipsoid:
 
 Primitive = Capsule | Ellipsoid
 
+
 # Rest-pose joint positions of the neutral mannequin (left side and midline).
 _JOINTS_LEFT: dict[str, tuple[float, float, float]] = {
     "pelvis": (0.0, -0.225, 0.0),
@@ -99,10 +70,10 @@ _JOINTS_LEFT: dict[str, tuple[float, float, float]] = {
 def rest_joints() -> np.ndarray:
     """(24, 3) rest-pose joint positions of the neutral mannequin, metres, SMPL order."""
     joints = np.zeros((24, 3))
-    for index, name in enumerate(SMPL_JOINT_NAMES):
+    for index, name in enumerate(SMPL_JOINTS):
         if name in _JOINTS_LEFT:
             joints[index] = _JOINTS_LEFT[name]
-    for index, name in enumerate(SMPL_JOINT_NAMES):
+    for index, name in enumerate(SMPL_JOINTS):
         if name.startswith("right_"):
             joints[index] = joints[mirror_index(index)] * (-1.0, 1.0, 1.0)
     return joints
@@ -118,7 +89,7 @@ def _offset(name: str, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0):
 
 
 def _part(name: str) -> int:
-    return SMPL_JOINT_NAMES.index(name)
+    return SMPL_JOINTS.index(name)
 
 
 def left_and_midline_primitives() -> list[Primitive]:

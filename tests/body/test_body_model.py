@@ -83,6 +83,15 @@ def test_translation_and_dtype_follow_the_inputs(body_models_root):
     torch.testing.assert_close(moved.vertices - still.vertices, transl.expand(6890, 3)[None])
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_constants_follow_inputs_to_the_gpu(body_models_root):
+    model = BodyModel(body_models_root)
+    pose = torch.zeros(2, 72, device="cuda")
+    out = model(pose, joint_set="h36m_17")
+    assert out.vertices.device.type == "cuda" and out.keypoints.device.type == "cuda"
+    torch.testing.assert_close(out.vertices.cpu(), BodyModel(body_models_root)(pose.cpu()).vertices)
+
+
 def test_bad_pose_shape_is_refused(neutral_model):
     with pytest.raises(ValueError, match="axis-angle"):
         neutral_model(torch.zeros(1, 69))

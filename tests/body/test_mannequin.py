@@ -11,6 +11,7 @@ import torch
 import trimesh
 
 from body import BodyModel, flip_smpl_pose
+from body.joint_sets import SMPL_PART_NAMES
 from body.mannequin import build_mannequin, design
 from body.safe_pickle import load_pickle
 from geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
@@ -213,7 +214,7 @@ def test_skinning_weights_follow_the_parts(smpl_arrays, model_dir):
     assert len(parts) == 24
     assigned = np.concatenate([np.asarray(ids) for ids in parts.values()])
     assert np.array_equal(np.sort(assigned), np.arange(6890))  # each vertex in one part
-    for part, name in enumerate(design.SMPL_PART_NAMES):
+    for part, name in enumerate(SMPL_PART_NAMES):
         ids = np.asarray(parts[name])
         assert len(ids) > 10, name
         assert np.median(weights[ids, part]) > 0.5, name  # a part moves with its own joint
