@@ -7,6 +7,10 @@ import sys
 from pathlib import Path
 
 
+def _short(value: object) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def markdown_table(report: dict) -> str:
     machine = report.get("machine_info", {})
     processor = machine.get("processor") or machine.get("machine", "?")
@@ -19,7 +23,7 @@ def markdown_table(report: dict) -> str:
     ]
     for bench in report["benchmarks"]:
         stats = bench["stats"]
-        extra = ", ".join(f"{k}={v}" for k, v in bench.get("extra_info", {}).items())
+        extra = ", ".join(f"{k}={_short(v)}" for k, v in bench.get("extra_info", {}).items())
         lines.append(
             f"| {bench['name']} | {1e3 * stats['mean']:.1f} | {1e3 * stats['min']:.1f} | "
             f"{1e3 * stats['stddev']:.1f} | {stats['rounds']} | {extra} |"
