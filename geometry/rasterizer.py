@@ -23,8 +23,10 @@ Algorithm (vectorised over faces and pixels, no Python loop over either):
        are discarded.
     2. Each surviving face expands into the (face, pixel) candidate pairs of its bounding box,
        in chunks of at most ``pairs_per_chunk`` pairs plus one face's box (a face is never
-       split), which bounds the memory (about 100 bytes per pair: 2**21 pairs, ~200 MB, by
-       default; at most ``pairs_per_chunk + H * W`` pairs per chunk).
+       split, so a chunk holds fewer than ``pairs_per_chunk + H * W`` pairs). That bounds the
+       memory whatever the number of faces or people: about 200 bytes of temporaries per pair,
+       so ~200 MB for the default 2**20 pairs, plus the (B * H * W) int64 z-buffer and the
+       outputs (a 1920x1080 frame of 20 people peaks near 200 MB on the CPU).
     3. Edge functions decide inside/outside. Each edge's function is computed from its two
        end points taken in a canonical order (lower vertex index first), so the two faces that
        share an edge get bit-identical values of opposite sign. Tie rule for a pixel centre
@@ -33,10 +35,10 @@ Algorithm (vectorised over faces and pixels, no Python loop over either):
        top-left style rule; equivalently the pixel is nudged by (d, d**2) for an infinitesimal
        d > 0). Every pixel centre inside a watertight patch is therefore covered exactly
        once: no cracks and no double coverage along shared edges or at shared vertices.
-    4. Depth of each inside pair (1/z is affine in screen space), then a z-buffer with one
-       ``scatter_reduce('amin')`` over pixel ids of a 64-bit key (float32 depth bits in the
-       high word, face index in the low word): the nearest face wins, the lowest face index on
-       exact (float32) depth ties.
+    4. Depth of each inside pair from its edge functions (below), then a z-buffer with one
+       ``scatter_reduce('amin')`` per chunk over pixel ids of a 64-bit key (float32 depth bits
+       in the high word, face index in the low word): the nearest face wins, the lowest face
+       index on exact (float32) depth ties.
     5. For the winning faces only, barycentrics and depth are recomputed from the projected
        vertices with autograd tracking (see below).
 
@@ -64,7 +66,7 @@ from torch import Tensor
 
 from geometry.cameras import project_points
 
-PAIRS_PER_CHUNK = 1 << 20  # (face, pixel) candidate pairs per chunk
+PAIRS_PER_CHUNK = 1 << 20  # (face, pixel) candidate pairs per chunk, ~200 bytes each
 
 _EMPTY_KEY = torch.iinfo(torch.int64).max  # z-buffer value of a pixel no face covers
 _FACE_BITS = 32  # low word of the z-buffer key: face index
@@ -213,35 +215,44 @@ def _chunk_bounds(num_pairs: Tensor, pairs_per_chunk: int) -> list[tuple[int, in
     return [(lo, hi) for lo, hi in itertools.pairwise(starts) if hi > lo]
 
 
-def _chunk_keys(
-    candidates: _CandidateFaces, lo: int, hi: int, image_size: tuple[int, int]
-) -> tuple[Tensor, Tensor]:
-    """Expand faces lo:hi into (face, pixel) pairs; z-buffer keys of the pairs inside.
+def _expand_pairs(
+    candidates: _CandidateFaces, lo: int, hi: int, width: int
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Expand faces lo:hi into the (face, pixel) candidate pairs of their boxes.
 
     Returns:
-        pixel ids (P,) into the flat (B * H * W) z-buffer and int64 keys (P,): depth bits in
-        the high word, face index in the low word, ``_EMPTY_KEY`` for pairs outside the face.
+        local (P,) face index relative to ``lo``; pixel (P,) flat id in the (B * H * W)
+        z-buffer; x, y (P,) the pixel centre's coordinates, in the geometry's dtype.
     """
-    width = image_size[1]
     counts = candidates.num_pairs[lo:hi]
     local = torch.repeat_interleave(torch.arange(hi - lo, device=counts.device), counts)  # (P,)
-    x0, y0, box_width, pixel_base, face, tie_bits = candidates.boxes[:, lo:hi].index_select(
-        1, local
-    )  # (P,) each
-    geometry = candidates.geometry[:, lo:hi].index_select(1, local)  # (15, P)
+    x0, y0, box_width, pixel_base = candidates.boxes[:4, lo:hi].index_select(1, local)
     first_pair = counts.cumsum(0) - counts
     offset = torch.arange(local.numel(), device=counts.device) - first_pair[local]
     row = offset // box_width
     column = offset - row * box_width
-    pixel = pixel_base + row * width + column  # (P,)
-    x, y = (x0 + column).to(geometry.dtype), (y0 + row).to(geometry.dtype)
+    dtype = candidates.geometry.dtype
+    pixel = pixel_base + row * width + column
+    return local, pixel, (x0 + column).to(dtype), (y0 + row).to(dtype)
 
+
+def _chunk_keys(candidates: _CandidateFaces, lo: int, hi: int, width: int) -> tuple[Tensor, Tensor]:
+    """Z-buffer keys of the candidate pairs of faces lo:hi.
+
+    Returns:
+        pixel ids (P,) into the flat (B * H * W) z-buffer and int64 keys (P,): float32 depth
+        bits in the high word, face index in the low word, ``_EMPTY_KEY`` for pairs outside
+        the face.
+    """
+    local, pixel, x, y = _expand_pairs(candidates, lo, hi, width)
+    geometry = candidates.geometry[:, lo:hi].index_select(1, local)  # (15, P)
+    face, tie_bits = candidates.boxes[4:, lo:hi].index_select(1, local)  # (P,) each
     inside = torch.ones_like(local, dtype=torch.bool)
     weight_sum, weighted_inverse_z = torch.zeros_like(x), torch.zeros_like(x)
     for edge in range(3):
         start_x, start_y, dx, dy = geometry[4 * edge : 4 * edge + 4]
         value = dx * (y - start_y) - dy * (x - start_x)  # e_i: twice the opposite sub-area
-        inside &= (value > 0) | ((value == 0) & (tie_bits & (1 << edge) != 0))
+        inside &= (value > 0) | ((value == 0) & ((tie_bits & (1 << edge)) != 0))
         weight_sum += value
         weighted_inverse_z += value * geometry[12 + edge]
     inverse_depth = weighted_inverse_z / weight_sum  # sum_i l_i / z_i
@@ -272,7 +283,7 @@ def _nearest_faces(
         (batch_size * height * width,), _EMPTY_KEY, dtype=torch.int64, device=vertices.device
     )
     for lo, hi in _chunk_bounds(candidates.num_pairs, pairs_per_chunk):
-        pixel, key = _chunk_keys(candidates, lo, hi, image_size)
+        pixel, key = _chunk_keys(candidates, lo, hi, width)
         zbuffer.scatter_reduce_(0, pixel, key, reduce="amin")
     face_mask = (1 << _FACE_BITS) - 1
     face_index = torch.where(zbuffer == _EMPTY_KEY, -1, zbuffer & face_mask)
@@ -327,7 +338,7 @@ def rasterize(
         near: faces with any vertex at z <= near (metres) are dropped, not clipped.
         cull_backfaces: drop faces whose vertices appear clockwise in the image (normal
             pointing away from the camera); see the module docstring for the winding.
-        pairs_per_chunk: memory budget, in (face, pixel) candidate pairs per chunk (about 100
+        pairs_per_chunk: memory budget, in (face, pixel) candidate pairs per chunk (about 200
             bytes each); a chunk may exceed it by one face's bounding box.
 
     Returns:
@@ -338,9 +349,8 @@ def rasterize(
     if faces.shape[0] >= 1 << (_FACE_BITS - 1):
         raise ValueError(f"at most 2**{_FACE_BITS - 1} faces, got {faces.shape[0]}")
     face_index = _nearest_faces(
-        vertices.detach(), faces, K.detach(), (height, width), near, cull_backfaces,
-        pairs_per_chunk,
-    )  # fmt: skip
+        vertices.detach(), faces, K.detach(), (height, width), near, cull_backfaces, pairs_per_chunk
+    )
     bary, depth = _winner_weights(vertices, faces, K.to(vertices.dtype), face_index, near)
     return Fragments(face_index=face_index, bary=bary, depth=depth)
 

@@ -15,7 +15,7 @@ import colorsys
 import torch
 from torch import Tensor
 
-from geometry.rasterizer import Fragments, interpolate, rasterize
+from geometry.rasterizer import interpolate, rasterize
 
 _GOLDEN_RATIO_CONJUGATE = 0.618033988749895
 
@@ -91,7 +91,7 @@ def render_instances(
     return torch.where(face_index >= 0, face_index // faces.shape[0] + 1, 0)
 
 
-def face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
+def _face_normals(vertices: Tensor, faces: Tensor) -> Tensor:
     """(B, F, 3) unit normals (v1 - v0) x (v2 - v0) of each face; outward for the mannequin."""
     corners = vertices[:, faces]  # (B, F, 3, 3)
     normals = torch.linalg.cross(
@@ -128,13 +128,13 @@ def render_shaded(
         rgb (B, H, W, 3) float in [0, 1], black background; mask (B, H, W) bool, the silhouette.
     """
     vertices = vertices.detach()
-    fragments: Fragments = rasterize(vertices, faces, K, image_size, near)
+    fragments = rasterize(vertices, faces, K, image_size, near)
     mask = fragments.face_index >= 0
     batch_size = vertices.shape[0]
     colors = colors.to(vertices).expand(batch_size, -1, -1)
     albedo = interpolate(fragments, faces, colors)  # (B, H, W, 3)
     light = vertices.new_tensor(light_direction)
-    lambert = (-face_normals(vertices, faces) @ (light / light.norm())).clamp(min=0.0)  # (B, F)
+    lambert = (-_face_normals(vertices, faces) @ (light / light.norm())).clamp(min=0.0)  # (B, F)
     shade_per_face = ambient + (1.0 - ambient) * lambert
     shade = torch.gather(shade_per_face, 1, fragments.face_index.clamp(min=0).flatten(1))
     shade = shade.view_as(fragments.face_index) * mask  # (B, H, W)
@@ -145,7 +145,7 @@ def part_colors(vertex_labels: Tensor, num_parts: int) -> Tensor:
     """(V, 3) float RGB in [0, 1] per vertex from a fixed palette of ``num_parts`` colours.
 
     Part p gets hue frac(p * 0.618...) (golden-ratio steps, so neighbouring labels differ),
-    saturation 0.6 and value 0.95; the palette depends only on ``num_parts``.
+    saturation 0.6 and value 0.95: fixed, and the same for a part whatever ``num_parts``.
     """
     palette = torch.tensor(
         [
