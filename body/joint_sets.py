@@ -249,6 +249,57 @@ ROOT_JOINTS = {
     "spin_24": "mpii_pelvis",
 }
 
+# Joint subsets that evaluation protocols score, by (joint set, subset name); entries are names of
+# the set's joints, so the indices follow from `subset_indices`.
+EVALUATION_SUBSETS: dict[tuple[str, str], tuple[str, ...]] = {
+    # 3DPW challenge evaluator (evaluate.py SMPL_MAJOR_JOINTS): PCK and AUC joints.
+    ("smpl_24", "pw3d_major"): (
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist",
+        "right_wrist",
+    ),
+    # 3DPW challenge evaluator (SMPL_OR_JOINTS): the global rotations of MPJAE / PA-MPJAE.
+    ("smpl_24", "pw3d_orientation"): (
+        "pelvis", "left_hip", "right_hip", "left_knee", "right_knee", "left_shoulder",
+        "right_shoulder", "left_elbow", "right_elbow",
+    ),
+    # MuPoTS-3D / MPI-INF-3DHP PCK and AUC joints (mpii_get_pck_auc_joint_groups.m): all but
+    # pelvis, spine and head.
+    ("mupots_17", "pck"): JOINT_SETS["mupots_17"][:14],
+    # MuPoTS-3D identity matching joints (mpii_mupots_multiperson_eval.m, `matching_joints = 2:14`).
+    ("mupots_17", "matching"): JOINT_SETS["mupots_17"][1:14],
+}  # fmt: skip
+
+# Kinematic parents for bone-length rescaling, by joint set: child -> parent (the root maps to
+# itself). MuPoTS-3D: `o1` of mpii_get_joints('relevant').
+SKELETON_PARENTS: dict[str, dict[str, str]] = {
+    "mupots_17": {
+        f"mupots_{child}": f"mupots_{parent}"
+        for child, parent in (
+            ("head_top", "neck"), ("neck", "spine"), ("right_shoulder", "neck"),
+            ("right_elbow", "right_shoulder"), ("right_wrist", "right_elbow"),
+            ("left_shoulder", "neck"), ("left_elbow", "left_shoulder"),
+            ("left_wrist", "left_elbow"), ("right_hip", "pelvis"), ("right_knee", "right_hip"),
+            ("right_ankle", "right_knee"), ("left_hip", "pelvis"), ("left_knee", "left_hip"),
+            ("left_ankle", "left_knee"), ("pelvis", "pelvis"), ("spine", "pelvis"),
+            ("head", "neck"),
+        )
+    },
+}  # fmt: skip
+
+# Order in which bones are rescaled (parents before children, root excluded). MuPoTS-3D:
+# `safe_traversal_order(2:end)` of mpii_mupots_multiperson_eval.m.
+SKELETON_TRAVERSAL: dict[str, tuple[str, ...]] = {
+    "mupots_17": tuple(
+        f"mupots_{name}"
+        for name in (
+            "spine", "neck", "head_top", "head", "right_shoulder", "right_elbow", "right_wrist",
+            "left_shoulder", "left_elbow", "left_wrist", "right_hip", "right_knee",
+            "right_ankle", "left_hip", "left_knee", "left_ankle",
+        )
+    ),
+}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class KeypointSource:
@@ -280,6 +331,40 @@ def joint_names(joint_set: str) -> tuple[str, ...]:
         return JOINT_SETS[joint_set]
     except KeyError:
         raise KeyError(f"unknown joint set {joint_set!r}; known: {sorted(JOINT_SETS)}") from None
+
+
+def root_index(joint_set: str) -> int:
+    """Index in `joint_set` of its root joint (`ROOT_JOINTS`), for root-relative errors."""
+    if joint_set not in ROOT_JOINTS:
+        raise KeyError(
+            f"joint set {joint_set!r} has no root joint; sets with one: {sorted(ROOT_JOINTS)}"
+        )
+    return joint_names(joint_set).index(ROOT_JOINTS[joint_set])
+
+
+def subset_indices(joint_set: str, subset: str) -> list[int]:
+    """Indices into `joint_set` of an evaluation subset (`EVALUATION_SUBSETS`)."""
+    try:
+        names = EVALUATION_SUBSETS[(joint_set, subset)]
+    except KeyError:
+        raise KeyError(
+            f"no evaluation subset {subset!r} of {joint_set!r}; known: {sorted(EVALUATION_SUBSETS)}"
+        ) from None
+    return [joint_names(joint_set).index(name) for name in names]
+
+
+def skeleton(joint_set: str) -> tuple[list[int], list[int]]:
+    """(parents, traversal) as indices into `joint_set`, for bone-length rescaling.
+
+    `parents[j]` is the kinematic parent of joint j (the root is its own parent); `traversal`
+    lists the non-root joints so that every parent comes before its children.
+    """
+    if joint_set not in SKELETON_PARENTS:
+        raise KeyError(f"no skeleton for {joint_set!r}; known: {sorted(SKELETON_PARENTS)}")
+    names = joint_names(joint_set)
+    parents = [names.index(SKELETON_PARENTS[joint_set][name]) for name in names]
+    traversal = [names.index(name) for name in SKELETON_TRAVERSAL[joint_set]]
+    return parents, traversal
 
 
 def canonical_indices(joint_set: str) -> list[int]:

@@ -69,6 +69,7 @@ from geometry.volumes import (
     grid_centers,
     sample_grid,
     voxelize,
+    voxelize_interior,
     voxelize_labels,
 )
 
@@ -126,6 +127,7 @@ __all__ = [
     "similarity_procrustes",
     "translation_to_weak_perspective",
     "voxelize",
+    "voxelize_interior",
     "voxelize_labels",
     "weak_perspective_to_translation",
     "world_to_camera_smpl",

@@ -37,6 +37,7 @@ Resolution = int | Sequence[int]
 
 _PAIRS_PER_CHUNK = 1 << 18  # (face, cell) pairs tested at once: about 40 MB of temporaries
 _POINTS_PER_WINDING_CHUNK = 16
+_WINDING_RECHECK_MARGIN = 0.1  # fast winding numbers this close to 1/2 are recomputed exactly
 
 
 def _resolution_xyz(resolution: Resolution) -> tuple[int, int, int]:
@@ -272,6 +273,47 @@ def voxelize(
     handled too (regions wound twice are inside).
     """
     occupied = _voxelize_numpy(vertices, faces, resolution, bounds_min, bounds_max)
+    return torch.from_numpy(occupied).to(_device_of(vertices))
+
+
+def voxelize_interior(
+    vertices: Any, faces: Any, resolution: Resolution, bounds_min: Any, bounds_max: Any
+) -> Tensor:
+    """Cells whose centre lies inside a closed mesh: bool (D, H, W), for volume measurements.
+
+    Args:
+        vertices, faces, resolution, bounds_min, bounds_max: as for ``voxelize``.
+
+    Returns:
+        bool (D, H, W) on the vertices' device: True where the generalised winding number at the
+        cell centre is above 1/2. The occupied cell count times the cell volume converges to
+        the enclosed volume (``voxelize`` is conservative and over-counts the surface layer by
+        about half a cell on every side), so volumes such as CRMH's collision volume use this.
+
+    Cells away from the surface take their side from ``voxelize``'s region labelling (exact, see
+    there); only the cells that touch a triangle are decided one by one, by the winding number
+    at their centres: libigl's ``fast_winding_number`` (Barnes-Hut, measured within 0.005 of the
+    exact value on the mannequin), recomputed exactly (``winding_number``) wherever the fast
+    value is within ``_WINDING_RECHECK_MARGIN`` of 1/2. About 0.1 s for the mannequin at 64^3.
+    """
+    import igl
+
+    shape_xyz = _resolution_xyz(resolution)
+    vertices_grid = _grid_units(_numpy64(vertices), bounds_min, bounds_max, shape_xyz)
+    faces_np = _faces_numpy(faces)
+    triangles = vertices_grid[faces_np]  # (F, 3, 3) in grid units
+    surface = _surface_voxels(triangles, shape_xyz)  # (X, Y, Z)
+    inside = _fill_interior(surface, triangles) & ~surface
+    surface_cells = np.argwhere(surface)  # (N, 3) integer (x, y, z)
+    if len(surface_cells):
+        centres = np.ascontiguousarray(surface_cells + 0.5)
+        vertices_c = np.ascontiguousarray(vertices_grid)
+        winding = igl.fast_winding_number(vertices_c, faces_np, centres)
+        unsure = np.abs(winding - 0.5) < _WINDING_RECHECK_MARGIN
+        if unsure.any():
+            winding[unsure] = igl.winding_number(vertices_c, faces_np, centres[unsure])
+        inside[tuple(surface_cells[winding > 0.5].T)] = True
+    occupied = np.ascontiguousarray(inside.transpose(2, 1, 0))  # (Z, Y, X) = (D, H, W)
     return torch.from_numpy(occupied).to(_device_of(vertices))
 
 

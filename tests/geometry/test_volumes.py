@@ -18,6 +18,7 @@ from geometry.volumes import (
     grid_centers,
     sample_grid,
     voxelize,
+    voxelize_interior,
     voxelize_labels,
 )
 
@@ -109,6 +110,30 @@ def test_mannequin_volume_within_surface_layer(mannequin) -> None:
     cell = (bounds[1] - bounds[0]) / 64
     excess = occupied.sum() * np.prod(cell) - mannequin.volume
     assert 0 < excess <= mannequin.area * np.linalg.norm(cell)
+
+
+@pytest.mark.parametrize(
+    ("make_mesh", "resolution_xyz"), [(sphere, (20, 24, 28)), (rotated_box, (32, 27, 19))]
+)
+def test_voxelize_interior_is_containment_of_cell_centres(make_mesh, resolution_xyz) -> None:
+    mesh = make_mesh()
+    bounds = padded_box(mesh.vertices, 0.15)
+    occupied = voxelize_interior(mesh.vertices, mesh.faces, resolution_xyz, *bounds).numpy()
+    centers = cell_centers(resolution_xyz, *bounds)
+    inside = mesh.contains(centers.reshape(-1, 3)).reshape(occupied.shape)
+    assert occupied.shape == tuple(resolution_xyz[::-1]) and occupied.dtype == bool
+    np.testing.assert_array_equal(occupied, inside)
+
+
+def test_voxelize_interior_measures_the_mannequin_volume(mannequin) -> None:
+    """Unlike the conservative voxelize, cell count x cell volume converges to the volume."""
+    bounds = padded_box(mannequin.vertices)
+    cell_volume = np.prod((bounds[1] - bounds[0]) / 64)
+    occupied = voxelize_interior(mannequin.vertices, mannequin.faces, 64, *bounds).numpy()
+    conservative = voxelize(mannequin.vertices, mannequin.faces, 64, *bounds).numpy()
+    assert not np.any(occupied & ~conservative)
+    assert occupied.sum() * cell_volume == pytest.approx(mannequin.volume, rel=0.01)
+    assert conservative.sum() * cell_volume > 1.2 * mannequin.volume
 
 
 def test_triangle_clipping_only_a_cell_corner_is_caught() -> None:
