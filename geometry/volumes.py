@@ -37,6 +37,7 @@ Resolution = int | Sequence[int]
 
 _PAIRS_PER_CHUNK = 1 << 18  # (face, cell) pairs tested at once: about 40 MB of temporaries
 _POINTS_PER_WINDING_CHUNK = 16
+_TOUCH_TOLERANCE = 1e-12  # relative slack of the separating-axis comparisons
 _WINDING_RECHECK_MARGIN = 0.1  # fast winding numbers this close to 1/2 are recomputed exactly
 
 
@@ -167,8 +168,11 @@ def _surface_voxels(triangles: np.ndarray, shape_xyz: tuple[int, int, int]) -> n
     proj_max = np.maximum(np.maximum(projections[0], projections[1]), projections[2])
     radius = 0.5 * _dot3(np.abs(axes), np.ones(3))  # (10, F)
     first_center = _dot3(axes, low + 0.5)  # (10, F)
-    lower = proj_min - first_center - radius  # (10, F)
-    upper = proj_max - first_center + radius
+    # Touching is overlap, and exact touching (a face in a cell's boundary plane, common for
+    # axis-aligned meshes) must survive the rounding of these sums: widen by a few ulps.
+    slack = _TOUCH_TOLERANCE * (np.abs(proj_min) + np.abs(proj_max) + np.abs(first_center) + radius)
+    lower = proj_min - first_center - radius - slack  # (10, F)
+    upper = proj_max - first_center + radius + slack
     keys = extent[:, 0] + shape[0] * (extent[:, 1] + shape[1] * extent[:, 2])
     groups, first_face, group_of_face = np.unique(keys, return_index=True, return_inverse=True)
     for group in range(len(groups)):

@@ -10,6 +10,10 @@ estimates: person i's occupancy sampled trilinearly (``geometry.sample_grid``, g
 volume; and the same with i and j swapped. An image collides when the sum over its pairs is
 above zero.
 
+Accuracy: each face of an overlap region is placed to within about one cell (the cube's side /
+``grid``), so an overlap n cells thick is measured to within about 1/n (boxes overlapping by
+10.7 and 16 cells: +4.6 % and +2.5 %; tested on interpenetrating boxes and spheres).
+
 Results: ``num_collisions`` (images that collide, a count), ``mean_volume`` (litres, the mean
 of the per-image summed volume over all images) and ``num_images``.
 """

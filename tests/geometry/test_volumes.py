@@ -102,6 +102,19 @@ def test_analytic_meshes_against_containment(make_mesh, resolution_xyz) -> None:
     )
 
 
+def test_faces_in_cell_boundary_planes_are_caught() -> None:
+    """An axis-aligned box whose faces lie exactly on cell boundaries (exact touching, which
+    rounding must not lose): the surface stays closed and the interior is filled."""
+    mesh = trimesh.creation.box(extents=(0.5, 0.4, 0.3))
+    mesh.apply_translation([0.0, 0.0, 3.0])
+    bounds = (np.array([-0.3, -0.3, 2.7]), np.array([0.3, 0.3, 3.3]))  # z faces at cells 16, 48
+    occupied = check_against_containment(mesh, (64, 64, 64), bounds)
+    cell_volume = np.prod((bounds[1] - bounds[0]) / 64)
+    assert occupied.sum() * cell_volume > mesh.volume
+    interior = voxelize_interior(mesh.vertices, mesh.faces, 64, *bounds).numpy()
+    assert interior.sum() * cell_volume == pytest.approx(mesh.volume, rel=0.01)
+
+
 def test_mannequin_volume_within_surface_layer(mannequin) -> None:
     """The occupied cells cover the solid and lie within one cell diagonal of it, so the excess
     volume is between 0 and about area x diagonal."""
