@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from body.joint_sets import root_index, skeleton, subset_indices
-from metrics._checks import Inputs, check_positive
+from metrics._checks import Inputs, check_positive, check_root_index
 from metrics.base import SuiteMetric, safe_ratio
 from metrics.joints import MM_PER_M, joint_errors, root_relative
 from metrics.matching import argmin3d, mupots_identity_matching
@@ -192,6 +192,11 @@ class PanopticMPJPE(SuiteMetric):
         name: str | None = None,
         **kwargs: Any,
     ) -> None:
+        check_root_index(type(self).__name__, root_index)
+        if root_index is None:
+            raise ValueError(
+                "PanopticMPJPE: root_index is required (CRMH's errors are root-relative)"
+            )
         groups = tuple(groups)
         if not groups or len(set(groups)) != len(groups) or "mean" in groups:
             raise ValueError(
@@ -222,8 +227,10 @@ class PanopticMPJPE(SuiteMetric):
             inputs.check(truth, "target", ("M", "J", 3))
             inputs.check(mask, "visible", ("M", "J"), kind="bool")
             slot = self._group_slot(inputs, name)
+            root = inputs.index(self.root_index, "root_index", truth.shape[1])
+            assert root is not None
             errors = panoptic_person_errors(
-                pred.double() * MM_PER_M, truth.double() * MM_PER_M, mask, self.root_index
+                pred.double() * MM_PER_M, truth.double() * MM_PER_M, mask, root
             )
             if errors is not None:
                 self.error_sum[slot] += errors.sum().to(self.error_sum)

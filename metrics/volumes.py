@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from metrics._checks import Inputs, check_positive
@@ -35,7 +36,8 @@ class VoxelIoU(SuiteMetric):
     Args:
         threshold: a voxel is predicted occupied where its probability is ``>= threshold``.
 
-    ``update(preds (B, D, H, W) probabilities, target (B, D, H, W) bool)``.
+    ``update(preds (B, D, H, W) probabilities (or an already thresholded bool occupancy),
+    target (B, D, H, W) bool)``.
     """
 
     default_name = "voxel_iou_pct"
@@ -52,9 +54,11 @@ class VoxelIoU(SuiteMetric):
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         inputs = Inputs(self.where)
-        inputs.check(preds, "preds", ("B", "D", "H", "W"))
+        is_mask = isinstance(preds, Tensor) and preds.dtype == torch.bool
+        inputs.check(preds, "preds", ("B", "D", "H", "W"), kind="bool" if is_mask else "float")
         inputs.check(target, "target", ("B", "D", "H", "W"), kind="bool")
-        iou, valid = voxel_iou_per_sample(preds >= self.threshold, target)
+        occupied = preds if is_mask else preds >= self.threshold
+        iou, valid = voxel_iou_per_sample(occupied, target)
         self.iou_sum += iou[valid].sum().to(self.iou_sum)
         self.num_samples += valid.sum().to(self.num_samples)
 

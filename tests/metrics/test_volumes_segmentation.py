@@ -33,6 +33,9 @@ def test_voxel_iou_threshold_is_inclusive_and_empty_samples_skipped() -> None:
     metric = metrics.VoxelIoU(threshold=0.6)
     metric.update(preds, target)
     assert float(metric.compute()) == 0.0
+    metric = metrics.VoxelIoU()  # an already thresholded occupancy is taken as it is
+    metric.update(preds >= 0.5, target)
+    assert float(metric.compute()) == 100.0
 
 
 def test_part_voxel_iou_small_example() -> None:
