@@ -89,6 +89,37 @@ def test_floating_point_masks_and_labels_are_refused(case: Case) -> None:
         case.make().update(**batch)
 
 
+def first_tensor_path(value, path=()):
+    """Path of the first non-empty tensor inside nested dicts and lists."""
+    if isinstance(value, torch.Tensor):
+        return path if value.numel() else None
+    items = (
+        value.items()
+        if isinstance(value, dict)
+        else enumerate(value)
+        if isinstance(value, list)
+        else ()
+    )
+    for key, item in items:
+        found = first_tensor_path(item, (*path, key))
+        if found is not None:
+            return found
+    return None
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_a_wrong_shape_raises_naming_the_argument(case: Case) -> None:
+    batch = case.batches(np.random.default_rng(5))[1]
+    path = first_tensor_path(batch)
+    container = batch
+    for key in path[:-1]:
+        container = container[key]
+    container[path[-1]] = container[path[-1]][..., None]  # one dimension too many
+    named = [p for p in path if isinstance(p, str)][-1]
+    with pytest.raises(ValueError, match=rf"{named}(\[\d+\])? must have shape"):
+        case.make().update(**batch)
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_pickles_with_its_state(case: Case) -> None:
     batches = case.batches(np.random.default_rng(3))
