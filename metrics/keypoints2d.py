@@ -181,6 +181,11 @@ class KeypointAP(SuiteMetric):
       2 visible), "area": (M,) segment areas, "bbox": (M, 4) COCO xywh boxes, "iscrowd": (M,)
       optional}``.
 
+    Or, as pycocotools reads them, COCO records: ``preds`` the results list (``image_id``,
+    ``keypoints`` flat [x1, y1, v1, ...], ``score``) and ``target`` the ``annotations`` list
+    (``image_id``, ``keypoints``, ``area``, ``bbox``, ``iscrowd``) of the images of this update;
+    an image is every ``image_id`` of either list.
+
     ``compute()``: ``{"ap": AP over OKS 0.5:0.95, "ap@0.5": AP at OKS 0.5, "ar@0.5": AR at OKS
     0.5}``, NaN when there is no ground-truth person, 0 when nothing was predicted.
     """
@@ -210,8 +215,10 @@ class KeypointAP(SuiteMetric):
         return len(self.sigmas)
 
     def update(
-        self, preds: Sequence[Mapping[str, Tensor]], target: Sequence[Mapping[str, Tensor]]
+        self, preds: Sequence[Mapping[str, Any]], target: Sequence[Mapping[str, Any]]
     ) -> None:
+        if _are_coco_records(preds) or _are_coco_records(target):
+            preds, target = coco_records_to_images(preds, target, self.num_keypoints, self.where)
         if len(preds) != len(target):
             raise ValueError(
                 f"{self.where}: preds and target must list the same images, "
@@ -281,6 +288,57 @@ class KeypointAP(SuiteMetric):
         values = torch.tensor(stats[[0, 1, 6]], dtype=torch.float64)
         values = torch.where(values < 0, torch.full_like(values, float("nan")), 100.0 * values)
         return dict(zip(("ap", "ap@0.5", "ar@0.5"), values, strict=True))
+
+
+def _are_coco_records(entries: Sequence[Any]) -> bool:
+    return len(entries) > 0 and isinstance(entries[0], Mapping) and "image_id" in entries[0]
+
+
+def coco_records_to_images(
+    results: Sequence[Mapping[str, Any]],
+    annotations: Sequence[Mapping[str, Any]],
+    num_keypoints: int,
+    where: str = "coco_records_to_images",
+) -> tuple[list[dict[str, Tensor]], list[dict[str, Tensor]]]:
+    """COCO results and annotation records -> per-image tensor dicts (KeypointAP's layout).
+
+    Images are the sorted ``image_id`` values of both lists; records keep their order.
+    """
+    images = sorted({r["image_id"] for r in results} | {a["image_id"] for a in annotations})
+    preds, target = [], []
+    for image_id in images:
+        own_results = [r for r in results if r["image_id"] == image_id]
+        own_annotations = [a for a in annotations if a["image_id"] == image_id]
+        try:
+            preds.append(
+                {
+                    "keypoints": _record_keypoints(own_results, num_keypoints, where),
+                    "scores": torch.tensor([float(r["score"]) for r in own_results]),
+                }
+            )
+            target.append(
+                {
+                    "keypoints": _record_keypoints(own_annotations, num_keypoints, where),
+                    "area": torch.tensor([float(a["area"]) for a in own_annotations]),
+                    "bbox": torch.tensor([list(a["bbox"]) for a in own_annotations]).reshape(-1, 4),
+                    "iscrowd": torch.tensor([int(a.get("iscrowd", 0)) for a in own_annotations]),
+                }
+            )
+        except KeyError as error:
+            raise ValueError(f"{where}: a record of image {image_id} has no {error}") from None
+    return preds, target
+
+
+def _record_keypoints(
+    records: Sequence[Mapping[str, Any]], num_keypoints: int, where: str
+) -> Tensor:
+    rows = [list(r["keypoints"]) for r in records]
+    for row in rows:
+        if len(row) != 3 * num_keypoints:
+            raise ValueError(
+                f"{where}: keypoints must hold 3 x {num_keypoints} values, got {len(row)}"
+            )
+    return torch.tensor(rows, dtype=torch.float64).reshape(len(records), num_keypoints, 3)
 
 
 def _get(inputs: Inputs, entry: Mapping[str, Tensor], key: str) -> Tensor:
