@@ -46,8 +46,8 @@ def person_grid(vertices: Tensor, faces: Tensor, grid: int) -> tuple[Tensor, Ten
 def occupancy_at(
     occupancy: Tensor, bounds_min: Tensor, bounds_max: Tensor, points: Tensor
 ) -> Tensor:
-    """Trilinear occupancy (N,) of a grid at points (N, 3); 0 outside the grid's box."""
-    values = sample_grid(occupancy.to(points.dtype), bounds_min, bounds_max, points)
+    """Trilinear occupancy (N,) of a float grid at points (N, 3); 0 outside the grid's box."""
+    values = sample_grid(occupancy, bounds_min, bounds_max, points)
     inside = ((points >= bounds_min) & (points <= bounds_max)).all(dim=-1)
     return torch.where(inside, values, torch.zeros_like(values))
 
@@ -56,6 +56,7 @@ def collision_volume(vertices: Sequence[Tensor], faces: Tensor, grid: int = 64) 
     """Summed pairwise collision volume (m^3, float64 scalar) of the people of one image."""
     grids = [person_grid(v.double(), faces, grid) for v in vertices]
     centres = [grid_centers(grid, low, high)[occupied] for occupied, low, high in grids]
+    grids = [(occupied.double(), low, high) for occupied, low, high in grids]  # sampled per pair
     cell_volumes = [((high - low) / grid).prod() for _, low, high in grids]
     total = torch.zeros((), dtype=torch.float64)
     for i in range(len(grids)):

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from metrics._checks import Inputs, check_positive
-from metrics.base import SuiteMetric
+from metrics.base import SuiteMetric, safe_ratio
 
 LOCO_THRESHOLDS_M = (0.4, 0.8, 1.2)
 
@@ -36,16 +36,21 @@ def first_minimum_mask(costs: Tensor, dim: int) -> Tensor:
     return keep & torch.isfinite(costs)
 
 
-def loco_true_positives(preds: Tensor, target: Tensor, threshold: float) -> int:
-    """TP of LoCO's two-pass matching of (N, 4) predictions and (M, 4) ground-truth joints."""
+def loco_true_positives(preds: Tensor, target: Tensor, thresholds: Sequence[float]) -> list[int]:
+    """TP of LoCO's two-pass matching of (N, 4) predictions and (M, 4) ground-truth joints, for
+    each threshold (the distances are computed once)."""
     if len(preds) == 0 or len(target) == 0:
-        return 0
+        return [0] * len(thresholds)
     distances = torch.cdist(target[:, 1:].double(), preds[:, 1:].double())  # (M, N)
-    candidate = (target[:, None, 0] == preds[None, :, 0]) & (distances <= threshold)
+    same_type = target[:, None, 0] == preds[None, :, 0]
     inf = torch.full_like(distances, math.inf)
-    rows = first_minimum_mask(torch.where(candidate, distances, inf), dim=1)
-    columns = first_minimum_mask(torch.where(rows, distances, inf), dim=0)
-    return int(columns.any(dim=1).sum())
+    counts = []
+    for threshold in thresholds:
+        candidate = same_type & (distances <= threshold)
+        rows = first_minimum_mask(torch.where(candidate, distances, inf), dim=1)
+        columns = first_minimum_mask(torch.where(rows, distances, inf), dim=0)
+        counts.append(int(columns.any(dim=1).sum()))
+    return counts
 
 
 def detection_scores(
@@ -109,8 +114,8 @@ class JointDetectionScores(SuiteMetric):
             inputs.check(pred, "preds", ("N", 4))
             inputs.check(truth, "target", ("M", 4))
             scores = [
-                detection_scores(loco_true_positives(pred, truth, threshold), len(pred), len(truth))
-                for threshold in self.thresholds
+                detection_scores(true_positives, len(pred), len(truth))
+                for true_positives in loco_true_positives(pred, truth, self.thresholds)
             ]
             self.score_sums += torch.tensor(scores, dtype=torch.float64, device=self.device)
             self.num_images += 1
@@ -124,10 +129,5 @@ class JointDetectionScores(SuiteMetric):
         return dict.fromkeys(self._keys(), "pct")
 
     def compute(self) -> dict[str, Tensor]:
-        images = self.num_images.to(torch.float64)
-        means = (
-            100.0 * self.score_sums / images
-            if images > 0
-            else torch.full_like(self.score_sums, math.nan)
-        )
+        means = 100.0 * safe_ratio(self.score_sums, self.num_images.expand_as(self.score_sums))
         return dict(zip(self._keys(), means.flatten(), strict=True))

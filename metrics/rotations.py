@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import math
 
-import torch
 from torch import Tensor
 
 from geometry import geodesic_angle, similarity_procrustes
 from metrics._checks import Inputs
-from metrics.joints import _PerSampleMean
+from metrics.joints import _PerSampleMean, masked_mean
 
 DEGREES_PER_RADIAN = 180.0 / math.pi
 
@@ -35,12 +34,6 @@ def procrustes_rotation(preds_joints: Tensor, target_joints: Tensor) -> Tensor:
     return rotation
 
 
-def _per_sample(errors: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean over joints; samples with K = 0 joints are not valid."""
-    valid = torch.full(errors.shape[:1], errors.shape[1] > 0, device=errors.device)
-    return errors.sum(dim=1) / max(errors.shape[1], 1), valid
-
-
 class MPJAE(_PerSampleMean):
     """Mean per-joint angle error in degrees between global joint rotations (module docstring).
 
@@ -53,7 +46,7 @@ class MPJAE(_PerSampleMean):
         inputs = Inputs(self.where)
         inputs.check(preds, "preds", ("B", "K", 3, 3))
         inputs.check(target, "target", ("B", "K", 3, 3))
-        self._accumulate(*_per_sample(angle_errors_degrees(preds.double(), target.double())))
+        self._accumulate(*masked_mean(angle_errors_degrees(preds.double(), target.double()), None))
 
 
 class PAMPJAE(_PerSampleMean):
@@ -76,4 +69,4 @@ class PAMPJAE(_PerSampleMean):
         inputs.check(target_joints, "target_joints", ("B", "J", 3))
         rotation = procrustes_rotation(preds_joints.double(), target_joints.double())
         aligned = rotation[:, None] @ preds_rot.double()  # (B, K, 3, 3)
-        self._accumulate(*_per_sample(angle_errors_degrees(aligned, target_rot.double())))
+        self._accumulate(*masked_mean(angle_errors_degrees(aligned, target_rot.double()), None))

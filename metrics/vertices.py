@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from geometry import procrustes_align
 from metrics._checks import Inputs, check_choice
-from metrics.joints import MM_PER_M, _PerSampleMean, joint_errors
+from metrics.joints import MM_PER_M, _PerSampleMean, joint_errors, masked_mean
 
 PVE_ALIGNMENTS = ("none", "pelvis", "procrustes")
 _DEFAULT_NAMES = {"none": "pve_mm", "pelvis": "pve_pelvis_mm", "procrustes": "pa_pve_mm"}
@@ -28,8 +27,9 @@ def pve_per_sample(
     align: str = "none",
     preds_root: Tensor | None = None,
     target_root: Tensor | None = None,
-) -> Tensor:
-    """Mean vertex error (B,) in the input unit, after the named alignment (module docstring).
+) -> tuple[Tensor, Tensor]:
+    """Mean vertex error (B,) in the input unit, after the named alignment (module docstring),
+    and valid (B,) bool (False for meshes without vertices).
 
     Args:
         preds, target: (B, V, 3) vertices in the same order.
@@ -43,7 +43,7 @@ def pve_per_sample(
         target = target - target_root[:, None]
     elif align == "procrustes":
         preds = procrustes_align(preds, target)
-    return joint_errors(preds, target).mean(dim=1)
+    return masked_mean(joint_errors(preds, target), None)
 
 
 class PVE(_PerSampleMean):
@@ -82,8 +82,8 @@ class PVE(_PerSampleMean):
             inputs.check(preds_root, "preds_root", ("B", 3))
             inputs.check(target_root, "target_root", ("B", 3))
             roots = [preds_root.double() * MM_PER_M, target_root.double() * MM_PER_M]
-        errors = pve_per_sample(
-            preds.double() * MM_PER_M, target.double() * MM_PER_M, self.align, *roots
+        self._accumulate(
+            *pve_per_sample(
+                preds.double() * MM_PER_M, target.double() * MM_PER_M, self.align, *roots
+            )
         )
-        has_vertices = preds.shape[1] > 0  # a mesh without vertices has no mean
-        self._accumulate(errors, torch.full_like(errors, has_vertices, dtype=torch.bool))
