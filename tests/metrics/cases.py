@@ -8,11 +8,8 @@ expected ``results()`` of a metric updated with all of them.
 
 from __future__ import annotations
 
-import json
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -331,9 +328,6 @@ def keypoint_batches(rng):
 
 def keypoint_reference(batches):
     """pycocotools' file-based path (JSON annotation and results files) as the reference."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     preds, target = joined(batches, "preds"), joined(batches, "target")
     images, annotations, results = [], [], []
     for image_id, (pred, truth) in enumerate(zip(preds, target, strict=False)):
@@ -361,19 +355,9 @@ def keypoint_reference(batches):
                     "score": float(pred["scores"][k]),
                 }
             )
-    with tempfile.TemporaryDirectory() as folder:
-        gt_path, dt_path = Path(folder, "gt.json"), Path(folder, "dt.json")
-        categories = [{"id": 1, "name": "person"}]
-        gt_path.write_text(
-            json.dumps({"images": images, "annotations": annotations, "categories": categories})
-        )
-        dt_path.write_text(json.dumps(results))
-        gt = COCO(str(gt_path))
-        evaluator = COCOeval(gt, gt.loadRes(str(dt_path)), "keypoints")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = evaluator.stats
+    categories = [{"id": 1, "name": "person"}]
+    dataset = {"images": images, "annotations": annotations, "categories": categories}
+    stats = ref.pycocotools_keypoint_stats(dataset, results)
     return {
         "keypoint/ap_pct": 100 * stats[0],
         "keypoint/ap_pct@0.5": 100 * stats[1],

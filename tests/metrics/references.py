@@ -8,31 +8,21 @@ the metrics' units (mm, percent, degrees).
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+from pathlib import Path
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from tests.geometry.test_procrustes import umeyama_reference
 
 MM = 1000.0
 
 
 def mean_or_nan(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
-
-
-def umeyama(source: np.ndarray, target: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-    """Similarity (scale, R, t), target ~ scale R source + t, reflections excluded; (N, 3)."""
-    mean_source, mean_target = source.mean(axis=0), target.mean(axis=0)
-    x, y = source - mean_source, target - mean_target
-    covariance = y.T @ x / len(source)
-    u, singular, vt = np.linalg.svd(covariance)
-    correction = np.eye(3)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        correction[2, 2] = -1
-    rotation = u @ correction @ vt
-    variance = (x**2).sum() / len(source)
-    scale = 0.0 if variance == 0 else np.trace(np.diag(singular) @ correction) / variance
-    return scale, rotation, mean_target - scale * rotation @ mean_source
 
 
 def mpjpe(preds, target, visible=None, root=0) -> float:
@@ -58,7 +48,7 @@ def pa_mpjpe(preds, target, visible=None) -> float:
         if not keep.any():
             continue
         p, t = preds[b][keep] * MM, target[b][keep] * MM
-        scale, rotation, translation = umeyama(p, t)
+        scale, rotation, translation = umeyama_reference(p, t)
         aligned = (scale * (rotation @ p.T)).T + translation
         per_sample.append(np.mean([np.linalg.norm(aligned[j] - t[j]) for j in range(len(p))]))
     return mean_or_nan(per_sample)
@@ -99,7 +89,7 @@ def pve(preds, target, align="none", preds_root=None, target_root=None) -> float
         if align == "pelvis":
             p, t = p - preds_root[b] * MM, t - target_root[b] * MM
         elif align == "procrustes":
-            scale, rotation, translation = umeyama(p, t)
+            scale, rotation, translation = umeyama_reference(p, t)
             p = (scale * (rotation @ p.T)).T + translation
         per_sample.append(np.mean(np.linalg.norm(p - t, axis=1)))
     return mean_or_nan(per_sample)
@@ -121,7 +111,7 @@ def mpjae(preds, target) -> float:
 def pa_mpjae(preds_rot, target_rot, preds_joints, target_joints) -> float:
     per_sample = []
     for b in range(len(preds_rot)):
-        _, rotation, _ = umeyama(preds_joints[b], target_joints[b])
+        _, rotation, _ = umeyama_reference(preds_joints[b], target_joints[b])
         errors = [
             angle_degrees(rotation @ preds_rot[b, k], target_rot[b, k])
             for k in range(preds_rot.shape[1])
@@ -363,3 +353,21 @@ def panoptic_mpjpe(images, groups, root=0) -> dict[str, float]:
     result = {g: sums[g] / counts[g] if counts[g] else math.nan for g in groups}
     result["mean"] = float(np.nanmean([result[g] for g in groups]))
     return result
+
+
+def pycocotools_keypoint_stats(dataset: dict, results: list[dict]) -> list[float]:
+    """COCOeval's 10 keypoint stats through pycocotools' file path: JSON annotation and results
+    files written to a temporary folder and read back, as a user of pycocotools does."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with tempfile.TemporaryDirectory() as folder:
+        annotation_file, results_file = Path(folder, "gt.json"), Path(folder, "dt.json")
+        annotation_file.write_text(json.dumps(dataset))
+        results_file.write_text(json.dumps(results))
+        ground_truth = COCO(str(annotation_file))
+        evaluator = COCOeval(ground_truth, ground_truth.loadRes(str(results_file)), "keypoints")
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return list(evaluator.stats)

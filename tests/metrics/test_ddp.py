@@ -37,7 +37,7 @@ def mismatches(actual: dict[str, float], expected: dict[str, float]) -> list[str
     wrong = []
     for key, value in expected.items():
         same = (
-            math.isnan(value)
+            math.isnan(actual[key])
             if math.isnan(value)
             else math.isclose(actual[key], value, rel_tol=1e-9, abs_tol=1e-9)
         )
