@@ -433,6 +433,11 @@ def flip_permutation(joint_set: str) -> list[int]:
     return [names.index(_flipped_name(name)) for name in names]
 
 
+def canonical_flip_permutation() -> list[int]:
+    """Permutation of the canonical superset that swaps left and right entries."""
+    return [CANONICAL_NAMES.index(_flipped_name(name)) for name in CANONICAL_NAMES]
+
+
 # SPIN's SMPL flip permutation (datasets.md 9.2), derived from the names above.
 SMPL_FLIP_PERMUTATION = [SMPL_JOINTS.index(_flipped_name(n)) for n in SMPL_JOINTS]
 
@@ -478,3 +483,34 @@ def evaluation_indices(source_set: str, target_set: str) -> list[int]:
         else:
             raise KeyError(f"{target_set} joint {name!r} has no counterpart in {source_set}")
     return result
+
+
+_DRAWING_BONES = (
+    *(
+        (a.replace("SIDE", side), b.replace("SIDE", side))
+        for side in ("left", "right")
+        for a, b in (
+            ("SIDE_ankle", "SIDE_knee"),
+            ("SIDE_knee", "SIDE_hip"),
+            ("SIDE_hip", "SIDE_shoulder"),
+            ("SIDE_shoulder", "SIDE_elbow"),
+            ("SIDE_elbow", "SIDE_wrist"),
+            ("neck", "SIDE_shoulder"),
+            ("pelvis", "SIDE_hip"),
+            ("SIDE_ankle", "SIDE_foot"),
+            ("SIDE_wrist", "SIDE_hand"),
+        )
+    ),
+    ("neck", "head"),
+    ("neck", "head_top"),
+    ("head", "head_top"),
+    ("neck", "nose"),
+)
+
+
+def drawing_edges(joint_set: str) -> list[tuple[int, int]]:
+    """Bones to draw for a set's skeleton (pairs of indices), by anatomical names."""
+    names = [_anatomical_name(name) for name in joint_names(joint_set)]
+    return [
+        (names.index(a), names.index(b)) for a, b in _DRAWING_BONES if a in names and b in names
+    ]

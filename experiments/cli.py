@@ -4,6 +4,11 @@
     python -m experiments config EXP [KEY=VALUE ...]     print the resolved config as YAML
     python -m experiments make-mannequin [--out DIR]     generate the mannequin body model
     python -m experiments convert-smpl SRC_DIR [--name smpl]
+    python -m experiments synth --out DIR --size tiny|ci|small|full [--datasets a,b] [--seed N]
+    python -m experiments prepare DATASET [--targets NAME ...] [--voxel-resolution R]
+    python -m experiments check-data DATASET --data-root DIR [--split S]
+    python -m experiments inspect-data DATASET --data-root DIR --split S --index I
+        [--json] [--png OUT]
 
 EXP is the name of `experiments/<EXP>.yaml` or a path to a YAML file. Every command takes
 `--data-root PATH` (the parent folder of the dataset folders; sets `data_root`) and trailing
@@ -20,7 +25,10 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from experiments.config import ConfigError, load_base, load_experiment, to_yaml
+from experiments.config import ConfigError, load_base, load_experiment, resolve, to_yaml
+
+# Data problems the data commands report as one message (exit status 1) instead of a traceback.
+DATA_ERRORS: tuple[type[Exception], ...] = (FileNotFoundError, ValueError, KeyError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,13 +41,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stray_options:
         parser.error(f"unrecognized arguments: {' '.join(stray_options)}")
     args.overrides = [*args.overrides, *extra]
-    command: Callable[[argparse.Namespace], None] = args.command
+    command: Callable[[argparse.Namespace], int | None] = args.command
     try:
-        command(args)
+        status = command(args)
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    return 0
+    except DATA_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return int(status or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +88,53 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--name", default="smpl", help="body model name (default: smpl)")
     _add_common(convert)
     convert.set_defaults(command=_convert_smpl)
+    _add_data_commands(commands)
     return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction) -> None:
+    synth = commands.add_parser("synth", help="write the synthetic world in native layouts")
+    synth.add_argument("--out", default="data/synthetic", help="world root (default: %(default)s)")
+    synth.add_argument("--size", default="small", choices=("tiny", "ci", "small", "full"))
+    synth.add_argument("--datasets", help="comma-separated dataset ids (default: all)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--count",
+        action="append",
+        default=[],
+        metavar="ID.NAME=N",
+        help="override one count of a size, e.g. surreal.train_clips=500",
+    )
+    _add_common(synth)
+    synth.set_defaults(command=_synth)
+
+    prepare = commands.add_parser("prepare", help="build a dataset's derived files in cache_root")
+    prepare.add_argument("dataset", metavar="DATASET")
+    prepare.add_argument(
+        "--targets",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="method targets registered for the dataset (e.g. bodynet_voxels)",
+    )
+    prepare.add_argument("--voxel-resolution", type=int, help="option of voxel targets")
+    _add_common(prepare)
+    prepare.set_defaults(command=_prepare)
+
+    check = commands.add_parser("check-data", help="validate a dataset folder; exit 1 on problems")
+    check.add_argument("dataset", metavar="DATASET")
+    check.add_argument("--split", help="one split (default: every split present)")
+    _add_common(check)
+    check.set_defaults(command=_check_data)
+
+    inspect = commands.add_parser("inspect-data", help="show one scene record of a split")
+    inspect.add_argument("dataset", metavar="DATASET")
+    inspect.add_argument("--split", required=True)
+    inspect.add_argument("--index", type=int, default=0)
+    inspect.add_argument("--json", action="store_true", help="print the record as JSON")
+    inspect.add_argument("--png", metavar="OUT", help="draw the record into a PNG file")
+    _add_common(inspect)
+    inspect.set_defaults(command=_inspect_data)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -118,3 +175,33 @@ def _convert_smpl(args: argparse.Namespace) -> None:
     from body.convert import convert_smpl
 
     print(convert_smpl(Path(args.src_dir), Path(cfg.body_model.root), name=args.name))
+
+
+def _synth(args: argparse.Namespace) -> None:
+    from experiments import data_commands
+
+    cfg = resolve(load_base(args.overrides, args.data_root), allow_missing=True)
+    datasets = args.datasets.split(",") if args.datasets else None
+    data_commands.synth(Path(args.out), args.size, datasets, args.seed, args.count, cfg)
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    from experiments import data_commands
+
+    cfg = resolve(load_base(args.overrides, args.data_root), allow_missing=True)
+    options = {"voxel_resolution": args.voxel_resolution} if args.voxel_resolution else {}
+    data_commands.prepare(args.dataset, args.targets, options, cfg)
+
+
+def _check_data(args: argparse.Namespace) -> int:
+    from experiments import data_commands
+
+    cfg = resolve(load_base(args.overrides, args.data_root), allow_missing=True)
+    return data_commands.check_data(args.dataset, args.split, cfg)
+
+
+def _inspect_data(args: argparse.Namespace) -> None:
+    from experiments import data_commands
+
+    cfg = resolve(load_base(args.overrides, args.data_root), allow_missing=True)
+    data_commands.inspect_data(args.dataset, args.split, args.index, args.json, args.png, cfg)

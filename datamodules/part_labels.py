@@ -1,0 +1,89 @@
+"""Ground-truth part labels rendered from SMPL ground truth, for datasets that have SMPL but no
+part maps (3DPW, Human3.6M): PARE's part loss and part IoU need them.
+
+The people of a record are posed with the configured body model (each with its gender) and
+rendered with `geometry.rasterize` at the original image size: a 24-part label map (a face
+takes the part of its first vertex, the argmax of the skinning weights) and an instance map
+(nearer person wins). Results are cached per frame under
+`<cache_root>/part_labels/v<CACHE_VERSION>/<key>/<frame>.npz`, where the key covers the source
+annotation file, the body model's sha256 and the image size; each frame file is written
+atomically, so a frame is rendered once, on first use or by `python -m experiments prepare`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules.base import BodyModels, body_model_sha256
+from datamodules.cache import entry_dir, source_key
+from datamodules.io import atomic_path
+from datamodules.records import PersonRecord
+from geometry.rasterizer import rasterize
+
+CACHE_VERSION = 1
+STEP = "part_labels"
+
+
+def render_part_maps(
+    body_models: BodyModels,
+    people: list[PersonRecord],
+    K: np.ndarray,
+    image_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(part_segm, instance_map), both (H, W) uint8, of the people that have SMPL."""
+    vertices, faces, labels = [], None, None
+    owners = []
+    for index, person in enumerate(people):
+        if person.pose is None or person.betas is None or person.transl is None:
+            continue
+        model = body_models.get(person.gender)
+        with torch.no_grad():
+            out = model(
+                torch.as_tensor(person.pose, dtype=torch.float32)[None],
+                torch.as_tensor(person.betas, dtype=torch.float32)[None],
+                torch.as_tensor(person.transl, dtype=torch.float32)[None],
+            )
+        vertices.append(out.vertices[0])
+        owners.append(index + 1)
+        faces, labels = model.faces, model.smpl.lbs_weights.argmax(dim=1)
+    height, width = image_size
+    if not vertices or faces is None or labels is None:
+        return np.zeros((height, width), np.uint8), np.zeros((height, width), np.uint8)
+    num_vertices, num_faces = vertices[0].shape[0], faces.shape[0]
+    scene_faces = torch.cat([faces + k * num_vertices for k in range(len(vertices))])
+    scene = torch.cat(vertices)[None]
+    K_tensor = torch.as_tensor(K, dtype=torch.float32)[None]
+    face_index = rasterize(scene, scene_faces, K_tensor, (height, width)).face_index[0]
+    covered = face_index >= 0
+    face = face_index.clamp(min=0)
+    part = torch.where(covered, labels[faces[face % num_faces, 0]] + 1, 0)
+    owner = torch.as_tensor(owners)[face // num_faces]
+    instance = torch.where(covered, owner, 0)
+    return part.numpy().astype(np.uint8), instance.numpy().astype(np.uint8)
+
+
+def cached_part_maps(
+    cache_root: Path,
+    data_root: Path,
+    source: Path,
+    frame_key: str,
+    body_models: BodyModels,
+    people: list[PersonRecord],
+    K: np.ndarray,
+    image_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """`render_part_maps` through the cache (module docstring)."""
+    key = source_key(
+        source, data_root, body_model=body_model_sha256(body_models.model_dir), size=image_size
+    )
+    path = entry_dir(cache_root, STEP, CACHE_VERSION, key) / f"{frame_key}.npz"
+    if path.is_file():
+        with np.load(path) as data:
+            return data["part_segm"], data["instance_map"]
+    part, instance = render_part_maps(body_models, people, K, image_size)
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez_compressed(handle, part_segm=part, instance_map=instance)
+    return part, instance
