@@ -11,6 +11,8 @@ The default model, `mannequin`, is generated on first use (`body.mannequin.make_
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -104,15 +106,18 @@ class BodyModel(nn.Module):
         self.name, self.gender = name, gender
         pkl = self.model_dir / "smpl" / f"SMPL_{gender.upper()}.pkl"
         arrays = to_numpy_tree(load_pickle(pkl))
-        self.smpl = smplx.SMPL(
-            model_path=str(pkl),
-            data_struct=_Struct(arrays),
-            num_betas=num_betas,
-            create_global_orient=False,
-            create_body_pose=False,
-            create_betas=False,
-            create_transl=False,
-        )
+        # smplx prints a warning about 10 shape coefficients to stdout, which would corrupt
+        # machine-readable output (`inspect-data --json`); it is expected here.
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.smpl = smplx.SMPL(
+                model_path=str(pkl),
+                data_struct=_Struct(arrays),
+                num_betas=num_betas,
+                create_global_orient=False,
+                create_body_pose=False,
+                create_betas=False,
+                create_transl=False,
+            )
         self.metadata = self._read_metadata()
         self._register_keypoint_buffers()
         log.info("body model %r (%s, %s) from %s", name, self.kind, gender, self.model_dir)

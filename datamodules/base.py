@@ -15,6 +15,7 @@ unless `allow_mannequin_on_real_data=True` (DESIGN.md "Data on disk"), which res
 from __future__ import annotations
 
 import abc
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -48,10 +49,18 @@ def read_synthetic_info(data_root: Path) -> dict | None:
 
 
 def body_model_sha256(model_dir: Path) -> str:
-    """sha256 over the three SMPL pickles of a body model folder (in gender order)."""
+    """sha256 over the three SMPL pickles of a body model folder (in gender order); computed
+    once per (folder, file sizes and modification times)."""
+    files = [Path(model_dir) / "smpl" / f"SMPL_{g}.pkl" for g in ("NEUTRAL", "MALE", "FEMALE")]
+    stamp = tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _sha256_of(str(Path(model_dir).resolve()), stamp)
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256_of(model_dir: str, stamp: tuple) -> str:
     digest = hashlib.sha256()
     for gender in ("NEUTRAL", "MALE", "FEMALE"):
-        digest.update((model_dir / "smpl" / f"SMPL_{gender}.pkl").read_bytes())
+        digest.update((Path(model_dir) / "smpl" / f"SMPL_{gender}.pkl").read_bytes())
     return digest.hexdigest()
 
 

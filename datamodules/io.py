@@ -55,9 +55,13 @@ def read_image(path: Path, sample_id: str = "") -> np.ndarray:
         raise DataError(f"{where}: cannot decode image ({error})") from error
 
 
-def write_image(path: Path, image: np.ndarray, quality: int = 90) -> None:
-    """Write (H, W, 3) uint8 RGB (or (H, W) uint8) atomically; format from the suffix."""
-    options = {"quality": quality} if path.suffix.lower() in (".jpg", ".jpeg") else {}
+def write_image(path: Path, image: np.ndarray, quality: int = 90, compress_level: int = 1) -> None:
+    """Write (H, W, 3) uint8 RGB (or (H, W) uint8) atomically; format from the suffix.
+
+    `quality` is JPEG's; `compress_level` is PNG's zlib level (1: the pixels are what count,
+    and level 6 triples the time of writing large label maps)."""
+    jpeg = path.suffix.lower() in (".jpg", ".jpeg")
+    options = {"quality": quality} if jpeg else {"compress_level": compress_level}
     with atomic_path(path) as tmp:
         Image.fromarray(np.ascontiguousarray(image)).save(tmp, format=_pil_format(path), **options)
 

@@ -12,13 +12,14 @@ atomically, so a frame is rendered once, on first use or by `python -m experimen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from datamodules.base import BodyModels, body_model_sha256
-from datamodules.cache import entry_dir, source_key
+from datamodules.base import BodyModels, DatasetReader, ReaderOptions, body_model_sha256
+from datamodules.cache import PrepareContext, entry_dir, source_key
 from datamodules.io import atomic_path
 from datamodules.records import PersonRecord
 from geometry.rasterizer import rasterize
@@ -87,3 +88,26 @@ def cached_part_maps(
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, part_segm=part, instance_map=instance)
     return part, instance
+
+
+def part_label_step(reader_cls: type[DatasetReader]) -> Callable[[PrepareContext], str]:
+    """A prepare step that renders (and caches) the part labels of every present split."""
+
+    def step(context: PrepareContext) -> str:
+        from tqdm import tqdm
+
+        options = ReaderOptions(
+            cache_root=context.cache_root,
+            body_models=BodyModels(context.body_model_root, context.body_model_name),
+        )
+        total = 0
+        for split in reader_cls.present_splits(context.data_root):
+            reader = reader_cls(context.data_root, split, options)
+            for index in tqdm(
+                range(len(reader)), desc=f"part labels {split}", disable=not context.progress
+            ):
+                reader.record(index, load_image=True)
+            total += len(reader)
+        return f"part labels cached for {total} records under {context.cache_root / STEP}"
+
+    return step

@@ -25,3 +25,19 @@ def neutral_model(body_models_root: Path):
     from body import BodyModel
 
     return BodyModel(body_models_root, "mannequin", "neutral")
+
+
+CI_WORLD_DATASETS = ("surreal", "pw3d", "h36m")
+
+
+@pytest.fixture(scope="session")
+def ci_world(tmp_path_factory: pytest.TempPathFactory, body_models_root: Path) -> Path:
+    """The `ci` synthetic world of the single-person datasets, built once per test session and
+    shared by every learning test (about 3,000 training crops plus held-out splits)."""
+    from datamodules.synthetic.world import write_world
+
+    root = tmp_path_factory.mktemp("ci_world")
+    write_world(
+        root, "ci", CI_WORLD_DATASETS, seed=0, body_model_root=body_models_root, progress=False
+    )
+    return root

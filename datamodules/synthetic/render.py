@@ -129,20 +129,23 @@ class SceneRenderer:
         rng: np.random.Generator,
         background: np.ndarray | None = None,
         occluders: int = 0,
+        lighting: tuple[np.ndarray, float] | None = None,
     ) -> Frames:
         """Render T frames of `people` seen by a camera K (3, 3) at `image_size` (H, W).
 
         `background` is (H, W, 3) uint8 (a procedural one if None) shared by all frames;
         `occluders` objects are pasted over each frame's people (the maps are not changed: they
-        describe the bodies, as a real dataset's do).
+        describe the bodies, as a real dataset's do). `lighting` is (direction (3,), ambient)
+        from `random_lighting`, to keep one light over a sequence rendered in chunks (a new
+        random one if None).
         """
         posed = [self.pose(person) for person in people]
         height, width = image_size
         frames = posed[0].vertices.shape[0]
         if background is None:
             background = procedural_background(rng, image_size)
-        light = _random_light(rng)
-        ambient = rng.uniform(0.25, 0.5)
+        direction, ambient = lighting if lighting is not None else random_lighting(rng)
+        light = torch.as_tensor(direction, dtype=torch.float32)
         num_faces = self.faces.shape[0]
         scene_faces = torch.cat([self.faces + k * self.num_vertices for k in range(len(people))])
         vertices = torch.as_tensor(np.concatenate([p.vertices for p in posed], axis=1))
@@ -242,10 +245,11 @@ def _texture(rng: np.random.Generator, rest_vertices: np.ndarray) -> np.ndarray:
     return 1.0 + amplitude * np.clip(pattern, -1, 1)
 
 
-def _random_light(rng: np.random.Generator) -> torch.Tensor:
-    """Unit direction from the light into the scene, camera frame; from the front half."""
+def random_lighting(rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """(unit direction from the light into the scene, camera frame, from the front half;
+    ambient fraction in [0.25, 0.5])."""
     direction = np.array([rng.uniform(-1, 1), rng.uniform(-0.2, 1.0), rng.uniform(0.3, 1.5)])
-    return torch.as_tensor(direction / np.linalg.norm(direction), dtype=torch.float32)
+    return direction / np.linalg.norm(direction), float(rng.uniform(0.25, 0.5))
 
 
 def _lambert(vertices: torch.Tensor, faces: torch.Tensor, light: torch.Tensor, ambient: float):
