@@ -37,6 +37,9 @@ train: setup ## Train an experiment: make train EXP=name ARGS="trainer.max_steps
 	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [ARGS='key=value ...']"; exit 2)
 	$(PY) -m experiments train $(EXP) $(ARGS)
 
+synth: setup ## Write the synthetic world (small) under data/synthetic: make synth [ARGS="--size ci"]
+	$(PY) -m experiments synth --out data/synthetic --size small $(ARGS)
+
 bench: setup ## Run the benchmarks; writes results/bench.json and results/bench.md
 	mkdir -p results
 	$(PY) -m pytest -q benchmarks --benchmark-json=results/bench.json
@@ -46,4 +49,4 @@ clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and bo
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
-.PHONY: help setup test lint format train bench clean
+.PHONY: help setup test lint format train synth bench clean

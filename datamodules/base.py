@@ -136,11 +136,16 @@ class BodyModels:
 
 @dataclass
 class ReaderOptions:
-    """Options every reader takes (plain values; the DataModule passes them on)."""
+    """Options every reader takes (plain values; the DataModule passes them on).
+
+    `render_part_labels=False` skips the part labels that readers render from SMPL ground truth
+    (3DPW, Human3.6M) for consumers that do not use them; those records then say
+    `has_part_segm=False`."""
 
     cache_root: Path | None = None
     body_models: BodyModels | None = None
     allow_mannequin_on_real_data: bool = False
+    render_part_labels: bool = True
 
 
 class DatasetReader(abc.ABC):

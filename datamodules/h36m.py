@@ -380,7 +380,7 @@ class H36MReader(DatasetReader):
             joint_set=self.joint_set, people=[person], flags=image_flags(has_camera=True),
             image=image, meta=self._meta(row, name, camera),
         )  # fmt: skip
-        if load_image and person.transl is not None:
+        if load_image and person.transl is not None and self.options.render_part_labels:
             self._add_part_maps(record, name)
         return record
 

@@ -401,7 +401,7 @@ class PW3DReader(DatasetReader):
             image=image,
             meta=self._meta(sequence, frame, actors),
         )
-        if load_image:
+        if load_image and self.options.render_part_labels:
             self._add_maps(record, sequence, frame, actors)
         return record
 

@@ -10,9 +10,10 @@ posed joints and canonical keypoints of each person in the camera frame.
 
 Appearance is clothing-like: a shirt (torso and sleeves), trousers or shorts, shoes, skin and
 hair, each with its own colour and a procedural texture (stripes, checks or blotches in rest-pose
-coordinates, so it moves with the body); a fraction of people get a fresh random colour per
-body part instead, because variety of appearance within the training set is what makes the
-world learnable (the issue's probe). Occluders are optional (`datamodules.occluders`).
+coordinates, so it moves with the body); half of the people get a fresh random colour per
+body part instead, and clothing colours vary by up to 20 % between parts, because variety of
+appearance within the training set is what makes the world learnable (the issue's probe).
+Occluders are optional (`datamodules.occluders`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from geometry.cameras import project_points
 from geometry.rasterizer import interpolate, rasterize
 
 GENDERS = ("neutral", "male", "female")
+# Fraction of people with a fresh random colour per body part instead of clothing.
+RANDOM_PART_COLOURS = 0.5
 _SHIRT = (
     "spine1",
     "spine2",
@@ -180,7 +183,7 @@ class SceneRenderer:
     def random_colors(self, rng: np.random.Generator) -> np.ndarray:
         """(V, 3) per-vertex colours of a clothed person (module docstring)."""
         parts = self.vertex_parts.numpy()
-        if rng.uniform() < 0.3:
+        if rng.uniform() < RANDOM_PART_COLOURS:
             palette = np.stack([random_color(rng) for _ in SMPL_JOINTS])
             base = palette[parts]
         else:
@@ -199,7 +202,7 @@ class SceneRenderer:
         region.update({name: pants if long_pants else skin for name in _PANTS_LOWER})
         region.update({name: shoes for name in _SHOES})
         palette = np.stack([region[name] for name in SMPL_JOINTS])
-        palette = palette * rng.uniform(0.92, 1.08, size=(len(SMPL_JOINTS), 1))
+        palette = palette * rng.uniform(0.8, 1.2, size=(len(SMPL_JOINTS), 1))
         colors = palette[parts]
         hair = self._hair_vertices(rng, parts)
         colors[hair] = random_color(rng) * rng.uniform(0.2, 0.7)
