@@ -113,18 +113,29 @@ class BodyModels:
         return bool(self.get("neutral").metadata.get("generated"))
 
     def rest_root_joint(self, betas: np.ndarray, gender: str | int) -> np.ndarray:
-        """(..., 3) float64 rest-pose pelvis J0 of the shaped body (for world-to-camera moves)."""
+        """(..., 3) float64 rest-pose pelvis J0 of the shaped body (for world-to-camera moves).
+
+        J0 is linear in betas, so it comes from a cached (3,) offset and (3, B) map per gender,
+        without touching the model (which stays in whatever dtype its callers use)."""
+        offset, directions = self._root_map(
+            GENDER_MODEL_NAMES[gender] if isinstance(gender, int) else gender
+        )
         betas = np.asarray(betas, dtype=np.float64)
-        flat = torch.as_tensor(betas.reshape(-1, betas.shape[-1]), dtype=torch.float64)
-        with torch.no_grad():
-            root = self.get(gender).double().rest_root_joint(flat)
-        return root.numpy().reshape(*betas.shape[:-1], 3)
+        return offset + betas @ directions.T
+
+    @functools.lru_cache(maxsize=3)  # noqa: B019  (one entry per gender, lives with the object)
+    def _root_map(self, gender: str) -> tuple[np.ndarray, np.ndarray]:
+        smpl = self.get(gender).smpl
+        regressor = smpl.J_regressor[0].double()  # (V,)
+        offset = regressor @ smpl.v_template.double()  # (3,)
+        directions = torch.einsum("v,vcl->cl", regressor, smpl.shapedirs.double())  # (3, B)
+        return offset.numpy(), directions.numpy()
 
     def keypoints(
         self, pose: np.ndarray, betas: np.ndarray, transl: np.ndarray, gender: str | int
     ) -> np.ndarray:
         """(N, K, 3) float64 canonical keypoints of N bodies (camera-frame SMPL parameters)."""
-        model = self.get(gender).double()
+        model = self.get(gender)
         with torch.no_grad():
             out = model(
                 torch.as_tensor(np.asarray(pose, np.float64).reshape(-1, 72)),

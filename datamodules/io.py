@@ -100,9 +100,7 @@ def read_pickle(path: Path) -> Any:
         return load_pickle(path)
     except UnsafePickleError:
         raise
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
-        raise DataError(f"{path}: cannot read pickle ({type(error).__name__}: {error})") from error
-    except Exception as error:  # _pickle.UnpicklingError and friends
+    except Exception as error:  # truncated or malformed: EOFError, UnpicklingError, ValueError...
         raise DataError(f"{path}: cannot read pickle ({type(error).__name__}: {error})") from error
 
 

@@ -192,7 +192,7 @@ def draw_record(record: SceneRecord, reader: DatasetReader, out: Path) -> None:
     labels = np.zeros(record.image_size, np.int64) if record.part_segm is None else record.part_segm
     palette = part_colors(torch.arange(25), 25).numpy()
     parts = (palette[labels] * 255).astype(np.uint8)
+    parts[labels == 0] = 0
     if record.mask is not None:
-        parts[record.mask & (labels == 0)] = 255
-    parts[~(labels > 0) & ~(record.mask if record.mask is not None else False)] = 0
+        parts[record.mask & (labels == 0)] = 255  # silhouette without part labels: white
     save_png(out, np.concatenate([skeleton, meshed, parts], axis=1))

@@ -126,9 +126,15 @@ def test_crop_part_labels_match_a_render_of_the_moved_body(renderer, record, par
 
 
 def test_crop_keeps_only_its_person_in_the_maps(record):
-    crop = crop_from_scene(record, 1, S, CropParams())
-    owner = crop_from_scene(record, 1, S, CropParams()).mask
-    assert owner.any() and not (crop.part_segm[~owner] > 0).any()
+    import cv2
+
+    crop = crop_from_scene(record, 1, S, CropParams(scale=2.5))
+    matrix = crop.meta["crop_matrix"][:2]
+    instances = cv2.warpAffine(record.instance_map, matrix, (S, S), flags=cv2.INTER_NEAREST)
+    other = instances == 1
+    assert other.any(), "the crop must show part of the other person"
+    assert not (crop.part_segm[other] > 0).any() and not crop.mask[other].any()
+    assert (crop.mask == (instances == 2)).all()
 
 
 def test_rotation_of_smpl_without_root_joint_is_refused(record):
