@@ -13,7 +13,11 @@ nearest sampling) masks, part labels and the other maps. Its geometry, in order:
    global orientation and `transl` about the camera z axis (transl' = R_z (J0 + t) - J0, with J0
    the shaped body's rest root joint). The crop box follows the rotated box centre. K is only
    ever scaled and shifted (`geometry.crop_intrinsics`), never rotated.
-3. Resize to `out_size` x `out_size` (`geometry.crop_affine`).
+3. Resize to `out_size` x `out_size` (`geometry.crop_affine`). When the crop shrinks the image
+   by a factor d > 1 (the usual case: a 1080p person to 224 or 64 pixels), the part of the
+   image the warp reads is first blurred with a Gaussian of sigma = (d - 1) / 2 (the
+   anti-aliasing rule of scikit-image's `rescale`; 4D-Humans blurs its crops the same way), so
+   textures do not alias into noise. Maps are sampled nearest, without blur.
 4. Horizontal flip (`params.flip`): the crop is mirrored (u -> S - 1 - u). The 3D annotations are
    mirrored about the camera's x = 0 plane (x -> -x), which keeps K's focal lengths and moves its
    principal point to S - 1 - cx; left and right keypoints swap (the canonical flip permutation),
@@ -43,6 +47,8 @@ _CANONICAL_FLIP = np.array(canonical_flip_permutation())
 # Part label k (1..24) of the mirrored body is the other side's label; 0 stays background.
 _PART_FLIP = np.array([0, *(p + 1 for p in SMPL_FLIP_PERMUTATION)], dtype=np.uint8)
 _MIRROR = np.diag([-1.0, 1.0, 1.0])
+# Shrink factors up to this are warped without the anti-aliasing blur (sigma <= 0.05 px).
+ANTIALIAS_MIN_SHRINK = 1.1
 
 
 @dataclass
@@ -139,7 +145,7 @@ def crop_from_scene(
     if not np.isfinite(box).all():
         raise ValueError(f"{record.sample_id}: person {person} has no box")
     matrix, K_crop, rotation = crop_matrix(record.K, box, out_size, params, box_factor)
-    image = _warp(record.image, matrix, out_size, cv2.INTER_LINEAR)
+    image = warp_image(record.image, matrix, (out_size, out_size))
     part_segm, mask = _person_maps(record, person, matrix, out_size)
     pose, transl = _move_smpl(target, rotation, params, root_joint, record.sample_id)
     keypoints2d = target.keypoints2d.copy()
@@ -179,6 +185,35 @@ def crop_from_scene(
         meta=meta,
         extra_maps=extra,
     )
+
+
+def warp_image(image: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear warp of an RGB image to `size` (W, H) by the 2x3 (or 3x3) affine `matrix`,
+    anti-aliased when it shrinks the image (module docstring, step 3). Crops and scene samples
+    both warp through here.
+
+    Only the region the output reads (plus 3 sigma) is blurred, so the cost does not grow with
+    the image; the warp then reads the blurred region with the matrix shifted to its origin.
+    """
+    matrix = np.asarray(matrix, np.float64)[:2]
+    shrink = 1.0 / np.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    if shrink <= ANTIALIAS_MIN_SHRINK:
+        return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR)
+    sigma = (shrink - 1.0) / 2.0
+    inverse = cv2.invertAffineTransform(matrix)
+    width, height = size
+    corners = np.array([[0, 0], [width, 0], [0, height], [width, height]], np.float64)
+    source = corners @ inverse[:, :2].T + inverse[:, 2]
+    margin = int(np.ceil(3.0 * sigma)) + 2
+    x0, y0 = np.maximum(np.floor(source.min(axis=0)).astype(int) - margin, 0)
+    x1 = min(int(np.ceil(source[:, 0].max())) + margin, image.shape[1])
+    y1 = min(int(np.ceil(source[:, 1].max())) + margin, image.shape[0])
+    if x1 <= x0 or y1 <= y0:  # the output lies wholly outside the image
+        return cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR)
+    region = cv2.GaussianBlur(image[y0:y1, x0:x1], (0, 0), sigma)
+    shifted = matrix.copy()
+    shifted[:, 2] += shifted[:, :2] @ np.array([x0, y0], np.float64)
+    return cv2.warpAffine(region, shifted, size, flags=cv2.INTER_LINEAR)
 
 
 def _warp(image: np.ndarray, matrix: np.ndarray, out_size: int, interpolation: int) -> np.ndarray:

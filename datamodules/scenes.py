@@ -2,7 +2,8 @@
 
 The image is scaled by s = min(W / w, H / h) (aspect kept) and padded on the right and bottom to
 (H, W) with zeros, in one `cv2.warpAffine` built by `geometry.crop_affine` (the box that maps
-to the padded canvas is (-0.5, -0.5, W / s - 0.5, H / s - 0.5)); K, boxes and 2D keypoints go
+to the padded canvas is (-0.5, -0.5, W / s - 0.5, H / s - 0.5)), anti-aliased when it shrinks
+(`datamodules.crops.warp_image`); K, boxes and 2D keypoints go
 through the same map, label maps with nearest sampling. People stay unpadded (P varies per
 sample); `collate_scenes` pads them to the batch maximum and adds `person_valid`.
 """
@@ -13,7 +14,7 @@ import cv2
 import numpy as np
 import torch
 
-from datamodules.crops import IMAGENET_MEAN, IMAGENET_STD
+from datamodules.crops import IMAGENET_MEAN, IMAGENET_STD, warp_image
 from datamodules.records import IMAGE_FLAGS, NUM_CANONICAL, PERSON_FLAGS, SceneRecord
 from geometry.cameras import crop_affine, crop_intrinsics
 
@@ -39,7 +40,7 @@ def scene_sample(record: SceneRecord, size: tuple[int, int], normalize: bool = T
     box = torch.tensor([-0.5, -0.5, width / scale - 0.5, height / scale - 0.5], dtype=torch.float64)
     matrix = crop_affine(box, (width, height)).numpy()
     K = crop_intrinsics(torch.as_tensor(record.K), box, (width, height)).numpy()
-    image = cv2.warpAffine(record.image, matrix, (width, height), flags=cv2.INTER_LINEAR)
+    image = warp_image(record.image, matrix, (width, height))
     image = image.astype(np.float32) / 255.0
     if normalize:
         image = (image - IMAGENET_MEAN) / IMAGENET_STD

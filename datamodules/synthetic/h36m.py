@@ -98,7 +98,7 @@ JPEG_QUALITY = 95  # cv2.imwrite's default, with which SPIN extracted the real f
 # Recordings per split and kept frames per camera view (4 views per recording).
 SIZES = {
     "tiny": {"train_recordings": 1, "train_frames": 3, "p1_recordings": 2, "p1_frames": 1},
-    "ci": {"train_recordings": 16, "train_frames": 12, "p1_recordings": 5, "p1_frames": 10},
+    "ci": {"train_recordings": 24, "train_frames": 6, "p1_recordings": 5, "p1_frames": 10},
     "small": {"train_recordings": 25, "train_frames": 15, "p1_recordings": 5, "p1_frames": 15},
     "full": {"train_recordings": 100, "train_frames": 20, "p1_recordings": 20, "p1_frames": 20},
 }

@@ -85,8 +85,8 @@ from geometry.cameras import project_points
 SIZES: dict[str, dict[str, int]] = {
     "tiny": {"train": 2, "validation": 1, "test": 2, "train_frames": 3, "validation_frames": 3,
              "test_frames": 3, "height": 96, "width": 54},
-    "ci": {"train": 8, "validation": 1, "test": 3, "train_frames": 94, "validation_frames": 100,
-           "test_frames": 84, "height": 480, "width": 270},
+    "ci": {"train": 20, "validation": 1, "test": 6, "train_frames": 32, "validation_frames": 100,
+           "test_frames": 40, "height": 480, "width": 270},
     "small": {"train": 16, "validation": 2, "test": 6, "train_frames": 94,
               "validation_frames": 100, "test_frames": 84, "height": 480, "width": 270},
     "full": {"train": 24, "validation": 12, "test": 24, "train_frames": 300,

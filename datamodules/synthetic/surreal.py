@@ -77,12 +77,13 @@ from datamodules.synthetic.render import Frames, Person, SceneRenderer
 COUNT_NAMES = ("train_clips", "val_clips", "extra_test_clips", "min_frames", "max_frames",
                "eval_frames")  # fmt: skip
 # Clips per split (test = the val clips + extra_test_clips), train clip lengths min..max
-# frames, val/test clip length. ci: ~1 200 train frames; small: ~2 500; full: 100-frame clips.
+# frames, val/test clip length. ci: ~1 500 train frames from 300 clips (distinct people matter
+# more than frames for learnability); small: ~2 500; full: 100-frame clips.
 SIZES: dict[str, dict[str, int]] = {
     name: dict(zip(COUNT_NAMES, values, strict=True))
     for name, values in {
         "tiny": (3, 2, 1, 4, 4, 4),
-        "ci": (200, 100, 20, 4, 8, 4),
+        "ci": (300, 100, 20, 4, 6, 4),
         "small": (416, 150, 30, 4, 8, 4),
         "full": (500, 173, 127, 100, 100, 100),
     }.items()

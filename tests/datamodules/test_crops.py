@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from body import joint_sets
 from datamodules.augment import Augmentation
-from datamodules.crops import CropParams, crop_from_scene, to_tensors
+from datamodules.crops import CropParams, crop_from_scene, to_tensors, warp_image
 from datamodules.scenes import collate_scenes, scene_sample
 from datamodules.synthetic.render import SceneRenderer
 from geometry.cameras import project_points
@@ -190,3 +191,33 @@ def test_augmentation_names_are_checked_and_draws_are_reproducible():
     kept = (cut[2] - cut[0]) * (cut[3] - cut[1]) / (100.0 * 200.0)
     assert 0.5 - 1e-9 <= kept <= 0.7 + 1e-9
     assert Augmentation().partial_box(box, np.random.default_rng(0)) is box
+
+
+def test_shrinking_warps_are_anti_aliased():
+    checks = (np.indices((400, 400)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = np.repeat(checks[..., None], 3, axis=2)
+    matrix = np.array([[0.26, 0.0, 3.0], [0.0, 0.26, 2.0]])  # shrink by 3.85
+    aliased = cv2.warpAffine(image, matrix, (64, 64), flags=cv2.INTER_LINEAR)[8:56, 8:56]
+    smooth = warp_image(image, matrix, (64, 64))[8:56, 8:56]
+    assert aliased.std() > 40  # plain bilinear sampling turns the checks into noise
+    assert smooth.std() < 6 and abs(smooth.mean() - 127.5) < 6
+
+
+def test_anti_aliasing_blurs_only_the_region_read_but_equals_a_full_blur():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=(300, 400, 3), dtype=np.uint8)
+    angle, shrink = 0.4, 3.0
+    linear = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) / shrink
+    matrix = np.concatenate([linear, [[-20.0], [-40.0]]], axis=1)
+    full = cv2.GaussianBlur(image, (0, 0), (shrink - 1.0) / 2.0)
+    expected = cv2.warpAffine(full, matrix, (48, 48), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.ones((300, 400), np.uint8), matrix, (48, 48)) > 0
+    assert inside.mean() > 0.9
+    difference = np.abs(warp_image(image, matrix, (48, 48)).astype(int) - expected)
+    assert difference[inside].max() <= 1
+
+
+def test_unscaled_warps_are_not_blurred(record):
+    matrix = np.array([[1.0, 0.0, -30.0], [0.0, 1.0, -20.0]])
+    expected = cv2.warpAffine(record.image, matrix, (S, S), flags=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(warp_image(record.image, matrix, (S, S)), expected)
