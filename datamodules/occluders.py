@@ -47,15 +47,23 @@ def procedural_occluder(rng: np.random.Generator, size: int) -> tuple[np.ndarray
     return textured_fill(rng, (size, size)), soft
 
 
-def textured_fill(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) float RGB: a two-colour gradient times a stripe or blotch texture."""
+def gradient_fill(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """(H, W, 3) float RGB gradient between two random colours along a random direction, and
+    that direction's angle (radians)."""
     height, width = shape
     first, second = random_color(rng), random_color(rng)
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     along = (np.cos(angle) * xs + np.sin(angle) * ys) / max(height, width, 1)
     along = (along - along.min()) / max(float(np.ptp(along)), 1e-6)
-    image = first * (1 - along[..., None]) + second * along[..., None]
+    return first * (1 - along[..., None]) + second * along[..., None], float(angle)
+
+
+def textured_fill(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W, 3) float RGB: a two-colour gradient times a stripe or blotch texture."""
+    height, width = shape
+    image, angle = gradient_fill(rng, shape)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
     if rng.uniform() < 0.5:
         period = rng.uniform(3, 20)
         stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (xs * np.sin(angle) - ys * np.cos(angle)) / period)

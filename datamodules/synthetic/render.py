@@ -27,7 +27,7 @@ import torch
 
 from body import BodyModel
 from body.joint_sets import SMPL_JOINTS
-from datamodules.occluders import paste_occluder, random_color
+from datamodules.occluders import gradient_fill, paste_occluder, random_color
 from geometry.cameras import project_points
 from geometry.rasterizer import interpolate, rasterize
 
@@ -319,12 +319,7 @@ def procedural_background(rng: np.random.Generator, image_size: tuple[int, int])
 def _blotched_gradient(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
     """(H, W, 3) float RGB: a two-colour gradient times coarse random blotches (1/16 scale)."""
     height, width = shape
-    first, second = random_color(rng), random_color(rng)
-    angle = rng.uniform(0, 2 * np.pi)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    along = np.cos(angle) * xs + np.sin(angle) * ys
-    along = (along - along.min()) / max(float(np.ptp(along)), 1e-6)
-    image = first * (1 - along[..., None]) + second * along[..., None]
+    image, _ = gradient_fill(rng, shape)
     coarse = rng.uniform(0.7, 1.0, size=(max(2, height // 16), max(2, width // 16), 1))
     image = image * cv2.resize(coarse.astype(np.float32), (width, height))[..., None]
     return np.clip(image, 0, 1).astype(np.float32)
