@@ -15,6 +15,7 @@ unless `allow_mannequin_on_real_data=True` (DESIGN.md "Data on disk"), which res
 from __future__ import annotations
 
 import abc
+import copy
 import functools
 import hashlib
 import json
@@ -90,19 +91,27 @@ def check_body_model(
 
 
 class BodyModels:
-    """The three gendered body models of one name, built on first use (readers share one)."""
+    """The three gendered body models of one name, built on first use (readers share one).
+
+    One model per (gender, dtype): `BodyModel` follows its input's dtype by casting its
+    buffers, which costs milliseconds per call when float32 part-label renders and float64
+    keypoint fits share one model; each dtype gets its own copy instead."""
 
     def __init__(self, root: str | Path, name: str = "mannequin") -> None:
         self.root, self.name = Path(root), name
-        self._models: dict[str, torch.nn.Module] = {}
+        self._models: dict[tuple[str, torch.dtype], torch.nn.Module] = {}
 
-    def get(self, gender: str | int):
+    def get(self, gender: str | int, dtype: torch.dtype = torch.float32):
         from body import BodyModel
 
         key = GENDER_MODEL_NAMES[gender] if isinstance(gender, int) else gender
-        if key not in self._models:
-            self._models[key] = BodyModel(self.root, self.name, key)
-        return self._models[key]
+        if (key, dtype) not in self._models:
+            if (key, torch.float32) not in self._models:
+                self._models[key, torch.float32] = BodyModel(self.root, self.name, key)
+            if dtype != torch.float32:
+                model = copy.deepcopy(self._models[key, torch.float32])
+                self._models[key, dtype] = model.to(dtype)
+        return self._models[key, dtype]
 
     @property
     def model_dir(self) -> Path:
@@ -135,7 +144,7 @@ class BodyModels:
         self, pose: np.ndarray, betas: np.ndarray, transl: np.ndarray, gender: str | int
     ) -> np.ndarray:
         """(N, K, 3) float64 canonical keypoints of N bodies (camera-frame SMPL parameters)."""
-        model = self.get(gender)
+        model = self.get(gender, torch.float64)
         with torch.no_grad():
             out = model(
                 torch.as_tensor(np.asarray(pose, np.float64).reshape(-1, 72)),

@@ -54,7 +54,9 @@ Annotations (native joint set `spin_24`, SPIN's J24, datasets.md 0.2):
   zero translation to the valid rows of an absolute `S` that the body model provides (keypoints
   are affine in transl with weights = the regressor rows' sums, 1 up to rounding, so this is the
   mean offset). On the real sample with the mannequin the posed keypoints then lie 4-6 cm (mean)
-  from `S`, which confirms the camera-frame pose. This needs `ReaderOptions.body_models`; the
+  from `S`, which confirms the camera-frame pose. The fit runs once per npz file and body
+  model, for all rows in batches (`fit_transl`), and is kept in the cache (step `h36m_transl`),
+  so loading a record costs no body-model pass. This needs `ReaderOptions.body_models`; the
   mannequin is refused on a real root unless allowed (`datamodules.base`). When `S` is
   root-relative, or no body models are configured, transl cannot be derived: the record keeps
   pose and betas but has transl None and `has_smpl` False (so nothing uses SMPL it cannot place;
@@ -84,7 +86,8 @@ import torch
 from PIL import Image
 
 from body.joint_sets import canonical_indices, root_index
-from datamodules.base import DatasetReader, register_reader
+from datamodules.base import BodyModels, DatasetReader, body_model_sha256, register_reader
+from datamodules.cache import build_entry, entry_dir, is_complete, source_key
 from datamodules.io import (
     DataError,
     MissingDataError,
@@ -107,6 +110,7 @@ from geometry.cameras import box_center_scale_to_xyxy
 
 CAMERAS = ("54138969", "55011271", "58860488", "60457274")  # camera index 1..4
 PROTOCOL2_CAMERA = "60457274"
+TRANSL_STEP, TRANSL_CACHE_VERSION = "h36m_transl", 1
 SPLIT_SUBJECTS = {
     "train": ("S1", "S5", "S6", "S7", "S8"),
     "p1": ("S9", "S11"),
@@ -298,6 +302,42 @@ def derive_transl(
     return (weight * offset).sum(axis=0) / (weight * weight).sum(axis=0)
 
 
+def fit_transl(
+    models: BodyModels, data: dict[str, np.ndarray], genders: np.ndarray, batch: int = 256
+) -> np.ndarray:
+    """(rows, 3) `derive_transl` of every row of a SPIN npz with `pose` and `shape`, batched;
+    NaN for rows without SMPL or valid `S` joints. keypoints(t) = keypoints(0) + w t with w
+    independent of pose and shape (the regressor rows' sums), so w comes from one rest body."""
+    rows = len(data["imgname"])
+    transl = np.full((rows, 3), np.nan)
+    if "pose" not in data:
+        return transl
+    has_smpl = (
+        np.asarray(data["has_smpl"], float) > 0 if "has_smpl" in data else np.ones(rows, bool)
+    )
+    # Rows with non-finite values are left out here; reading them raises, naming the row.
+    finite = np.isfinite(data["pose"]).all(axis=1) & np.isfinite(data["shape"]).all(axis=1)
+    finite &= np.isfinite(data["S"]).all(axis=(1, 2))
+    indices = canonical_indices("spin_24")
+    zeros = np.zeros((1, 72)), np.zeros((1, 10))
+    for gender in np.unique(genders):
+        available = models.get(int(gender)).canonical_available[indices].cpu().numpy()
+        rest = models.keypoints(*zeros, np.zeros((1, 3)), int(gender))[0, indices]
+        unit = models.keypoints(*zeros, np.ones((1, 3)), int(gender))[0, indices]
+        chosen = np.flatnonzero((genders == gender) & has_smpl & finite)
+        for start in range(0, len(chosen), batch):
+            part = chosen[start : start + batch]
+            pose = np.asarray(data["pose"][part], np.float64)
+            betas = np.asarray(data["shape"][part], np.float64)
+            posed = models.keypoints(pose, betas, np.zeros((len(part), 3)), int(gender))
+            for row, keypoints in zip(part, posed[:, indices], strict=True):
+                S = np.asarray(data["S"][row], np.float64) * np.where(available, 1.0, 0.0)[:, None]
+                fit = derive_transl(keypoints, keypoints + (unit - rest), S)
+                if fit is not None:
+                    transl[row] = fit
+    return transl
+
+
 @register_reader
 class H36MReader(DatasetReader):
     """Human3.6M, SPIN npz + extracted frames + camera file (module docstring)."""
@@ -321,6 +361,9 @@ class H36MReader(DatasetReader):
         self.camera_file = find_camera_file(self.root)
         self.cameras = read_cameras(self.camera_file)
         self._check_cameras()
+        self._transl_rows: np.ndarray | None = None
+        if "pose" in data and not self.root_relative and self.options.body_models is not None:
+            self._transl_rows = self._cached_transl()  # here, before DataLoader workers fork
 
     def _split_file(self) -> Path:
         path = self.root / NPZ_FILES[self.split]
@@ -409,7 +452,7 @@ class H36MReader(DatasetReader):
         gender = self._gender(row)
         transl = None
         if pose is not None and betas is not None and not self.root_relative:
-            transl = self._transl(pose, betas, S, gender)
+            transl = self._transl(row)
         box = box_center_scale_to_xyxy(
             torch.as_tensor(center), torch.as_tensor(scale / MASK_BOX_FACTOR)
         )
@@ -441,20 +484,33 @@ class H36MReader(DatasetReader):
             code, GENDER_CODES["unknown"]
         )
 
-    def _transl(
-        self, pose: np.ndarray, betas: np.ndarray, S: np.ndarray, gender: int
-    ) -> np.ndarray | None:
-        """Least-squares transl (module docstring) over the J24 rows that S has and the body
-        model provides; None without body models."""
+    def _transl(self, row: int) -> np.ndarray | None:
+        """Least-squares transl of `row` (module docstring); None without body models."""
         if self.options.body_models is None:
             return None
-        models, indices = self.options.body_models, canonical_indices(self.joint_set)
-        transl = np.stack([np.zeros(3), np.ones(3)])
-        keypoints = models.keypoints(np.stack([pose, pose]), np.stack([betas, betas]), transl,
-                                     gender)[:, indices]  # fmt: skip
-        available = models.get(gender).canonical_available[indices].cpu().numpy()
-        target = S * np.where(available, 1.0, 0.0)[:, None]
-        return derive_transl(keypoints[0], keypoints[1], target)
+        if self._transl_rows is None:
+            self._transl_rows = self._cached_transl()
+        transl = self._transl_rows[row]
+        return None if np.isnan(transl).any() else transl.copy()
+
+    def _cached_transl(self) -> np.ndarray:
+        """(rows, 3) transl of every npz row, NaN where undefined; computed once per npz file
+        and body model in batches, kept in the cache (the per-row fit costs a body-model
+        forward pass, which would dominate loading)."""
+        models = self.body_models
+        key = source_key(
+            self.source, self.data_root, body_model=body_model_sha256(models.model_dir)
+        )
+        entry = entry_dir(self.cache_root, TRANSL_STEP, TRANSL_CACHE_VERSION, key)
+        if is_complete(entry):
+            return np.load(entry / "transl.npy")
+        transl = fit_transl(models, self._data, self._genders())
+        with build_entry(entry) as tmp:
+            np.save(tmp / "transl.npy", transl)
+        return transl
+
+    def _genders(self) -> np.ndarray:
+        return np.array([self._gender(row) for row in range(len(self._data["imgname"]))])
 
     def _meta(self, row: int, name: ImageName, camera: Camera) -> dict:
         return {

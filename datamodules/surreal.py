@@ -137,6 +137,7 @@ log = logging.getLogger(__name__)
 FRAMES_STEP, FRAMES_CACHE_VERSION = "surreal_frames", 1
 INDEX_STEP, INDEX_CACHE_VERSION = "surreal_index", 1
 IMAGE_SIZE = (240, 320)  # (H, W)
+CLIP_ARRAYS_KEPT = 64  # converted annotations of recent clips per reader (~170 kB per 100 frames)
 K = np.array([[600.0, 0.0, 160.0], [0.0, 600.0, 120.0], [0.0, 0.0, 1.0]])
 # World-to-camera rotation part of the fixed camera (datasets.md 1.3); det = -1 (a mirror).
 CAMERA_ROTATION = np.array([[0.0, 0.0, -1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
@@ -458,7 +459,8 @@ class SurrealReader(DatasetReader):
         )
 
     def _clip_arrays(self, position: int, sample_id: str) -> dict[str, np.ndarray]:
-        """Per-frame camera-frame annotations (T, ...) of clip `position`, kept for a few clips."""
+        """Per-frame camera-frame annotations (T, ...) of clip `position`, kept for the
+        last `CLIP_ARRAYS_KEPT` clips."""
         if position in self._arrays:
             self._arrays.move_to_end(position)
             return self._arrays[position]
@@ -471,7 +473,7 @@ class SurrealReader(DatasetReader):
             )
         arrays = self._convert(info)
         self._arrays[position] = arrays
-        if len(self._arrays) > 8:
+        if len(self._arrays) > CLIP_ARRAYS_KEPT:
             self._arrays.popitem(last=False)
         return arrays
 

@@ -13,11 +13,13 @@ import pytest
 
 from body.joint_sets import canonical_indices
 from body.safe_pickle import UnsafePickleError
+from datamodules import h36m as h36m_module
 from datamodules.base import ReaderOptions
 from datamodules.cache import PrepareContext
 from datamodules.h36m import (
     PELVIS_ROW,
     H36MReader,
+    derive_transl,
     is_root_relative,
     read_martinez_cameras,
     read_mmpose_cameras,
@@ -269,6 +271,29 @@ def test_round_trip(world, truth, reader_options, body_models_root):
             else:
                 assert person.pose is None and not person.flags["has_smpl"]
                 assert record.part_segm is None and not record.flags["has_part_segm"]
+
+
+def test_transl_fit_is_batched_and_cached(world, reader_options, body_models, monkeypatch):
+    """The batched fit equals the per-row least squares with two forward passes (transl 0
+    and 1); a second reader of the same npz reads it from the cache."""
+    reader = H36MReader(world, "train", reader_options)
+    for index in (0, len(reader) - 1):
+        person = reader.record(index, load_image=False).people[0]
+        pose, betas, S = person.pose, person.betas, reader._data["S"][reader._rows[index]]
+        available = body_models.get(person.gender).canonical_available[SPIN].numpy()
+        S = S * available[:, None]
+        transl = np.stack([np.zeros(3), np.ones(3)])
+        both = body_models.keypoints(
+            np.stack([pose, pose]), np.stack([betas, betas]), transl, person.gender
+        )[:, SPIN]
+        np.testing.assert_allclose(person.transl, derive_transl(both[0], both[1], S), atol=1e-9)
+
+    def no_refit(*args, **kwargs):
+        raise AssertionError("the transl fit ran again instead of reading the cache")
+
+    monkeypatch.setattr(h36m_module, "fit_transl", no_refit)
+    again = H36MReader(world, "train", reader_options).record(0, load_image=False).people[0]
+    np.testing.assert_array_equal(again.transl, reader.record(0, load_image=False).people[0].transl)
 
 
 def _box_covers(box: np.ndarray, mask: np.ndarray) -> bool:
