@@ -1,0 +1,426 @@
+"""COCO person keypoints (datasets.md 3) with EFT pseudo-ground-truth SMPL -> scene records.
+
+Layout (datasets.md 3.1, read untouched):
+
+    coco/annotations/person_keypoints_<split>.json    split = train2014, val2014, train2017,
+                                                        val2017 (one file per split)
+    coco/<split>/<file_name>                           images
+    coco/eft/*.json                                    EFT fits (optional, datasets.md 3.6)
+
+Named splits: `train2014`, `val2014`, `train2017`, `val2017` (the annotation file of that
+name), and `train2014_eft`, the people of train2014 that have an EFT fit (the COCO-EFT
+training set of EFT and PARE). COCO 2017 re-splits the 2014 images with the same image and
+annotation ids, so EFT fits (keyed by annotation id) attach to either year.
+
+Records. One per image of the annotation file with at least one kept person, in image-id order.
+- People: the person annotations with `iscrowd` 0 and at least one labelled keypoint, in
+  annotation-id order. Annotations without a labelled keypoint (`num_keypoints` 0) carry no
+  joint to learn from: they are dropped and counted (`dropped_people`), and their masks join
+  the crowd regions in `ignore_mask`, as bottom-up pose codes (HigherHRNet's COCO dataset) do,
+  so that no loss calls those pixels background. An image whose people are all dropped is
+  left out and counted in `dropped_images`.
+- keypoints2d: the 17 COCO keypoints (`coco_17`, datasets.md 3.3) with confidence 1 where
+  labelled (v = 1 or 2; SPIN binarises v the same way) and 0 where not (v = 0). COCO keypoint
+  coordinates are pixel indices (detectron2 reads them so), which is the suite's convention:
+  no shift. The raw visibilities (0, 1, 2) stay in `meta["visibility"]`, one (17,) array per
+  person.
+- box: COCO's `bbox` [x, y, w, h] is in continuous coordinates with pixel edges on integers;
+  the record's box is [x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5] (pixel centres on integers).
+  Masks come from pycocotools, whose rasterisation already follows the pixel grid.
+- masks: each person's polygon or RLE segmentation decoded by pycocotools (`frPyObjects` +
+  `merge`, as `annToMask` does). `instance_map` holds k + 1 for person k; where masks overlap
+  the smaller mask wins (COCO has no depth; DESIGN.md's rule). `mask` is the union of the
+  people's masks; `ignore_mask` the union of the crowd (`iscrowd` 1) and dropped masks.
+- camera: COCO has none. K is a default: focal length sqrt(W^2 + H^2) px (CLIFF's choice for
+  images of unknown camera) and the principal point at the image centre; `has_camera` False.
+- No 3D keypoints (`has_keypoints3d` False) and no gender (-1).
+- SMPL from EFT where a fit matches the annotation (`has_smpl`): pose = the fit's 24 rotation
+  matrices as axis-angle (camera frame: EFT fits, like SPIN's, use OpenCV axes), betas = its 10
+  shape coefficients. EFT's camera is a weak-perspective [s, tx, ty] of its crop (side
+  200 x `bbox_scale` px about `bbox_center`, resized to 224), which SPIN turns into a
+  perspective crop camera of focal length 5000 at transl (tx, ty, 2 x 5000 / (224 s)). The
+  record's transl puts the same body under the record's default K (CLIFF's crop-to-full
+  conversion, `crop_camera_to_full`): the root projects to the same pixel and the body keeps
+  its image size. The crop camera itself stays in `meta["eft"]` (one dict per person: `cam`,
+  `bbox_center`, `bbox_scale`; None without a fit).
+
+EFT files. Every `coco/eft/*.json` (`{"ver", "data": [...]}`, each sample with `annotId`,
+`parm_pose` (24, 3, 3), `parm_shape` (10,), `parm_cam` (3,), `bbox_center`, `bbox_scale`;
+samples without `annotId`, from other datasets, are skipped). Files are read in name order and
+the first fit of an annotation wins (`COCO2014-All` before `COCO2014-Part`, which repeats a
+subset of it); later ones are counted in `duplicate_fits`. Each file is parsed once into the
+cache (step `coco_eft`), since the real ones hold tens of thousands of fits. SPIN-style EFT
+npz files (datasets.md 3.6) carry no camera and no annotation id; they are not read yet.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from datamodules.base import DatasetReader, register_reader
+from datamodules.cache import build_entry, entry_dir, is_complete, source_key
+from datamodules.io import DataError, missing, read_image, savez
+from datamodules.records import (
+    NUM_CANONICAL,
+    PersonRecord,
+    SceneRecord,
+    canonical_keypoints,
+    image_flags,
+    person_flags,
+)
+from geometry.rotations import matrix_to_axis_angle
+
+YEAR_SPLITS = ("train2014", "val2014", "train2017", "val2017")
+EFT_SPLITS = {"train2014_eft": "train2014"}
+NUM_KEYPOINTS = 17
+PERSON_CATEGORY = 1
+EFT_STEP, EFT_CACHE_VERSION = "coco_eft", 1
+LAYOUT = (
+    "coco/annotations/person_keypoints_<split>.json, coco/<split>/<file_name> "
+    "(split = train2014 | val2014 | train2017 | val2017), optional EFT fits coco/eft/*.json"
+)
+
+
+@dataclass
+class EFTFit:
+    """One EFT fit: camera-frame SMPL and EFT's weak-perspective crop camera."""
+
+    pose: np.ndarray  # (72,) axis-angle
+    betas: np.ndarray  # (10,)
+    cam: np.ndarray  # (3,) s, tx, ty
+    bbox_center: np.ndarray  # (2,) original-image pixels
+    bbox_scale: float  # crop side / 200
+
+
+def default_intrinsics(width: int, height: int) -> np.ndarray:
+    """K of an image with unknown camera: focal sqrt(W^2 + H^2), principal point at the
+    centre ((W - 1) / 2, (H - 1) / 2 with pixel centres on integers)."""
+    focal = float(np.hypot(width, height))
+    return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0, 0, 1.0]])
+
+
+def crop_camera_to_full(fit: EFTFit, K: np.ndarray) -> np.ndarray:
+    """(3,) transl that shows the fitted body under `K` as EFT's crop camera shows it in its
+    crop (CLIFF's conversion): depth 2 f / (s b) with b the crop side in pixels, and x, y moved
+    so that the body's origin (the point transl moves) projects where it does in the crop;
+    other points differ only by the change of perspective."""
+    s, tx, ty = (float(v) for v in fit.cam)
+    side = 200.0 * fit.bbox_scale
+    if s <= 0 or side <= 0:
+        raise DataError(f"EFT fit with camera scale {s} and bbox_scale {fit.bbox_scale}")
+    focal, cx, cy = K[0, 0], K[0, 2], K[1, 2]
+    depth = 2.0 * focal / (s * side)
+    # The crop's centre is the box centre in COCO's continuous coordinates (edges on integers).
+    bx, by = fit.bbox_center[0] - 0.5, fit.bbox_center[1] - 0.5
+    return np.array([tx + 2.0 * (bx - cx) / (s * side), ty + 2.0 * (by - cy) / (s * side), depth])
+
+
+def _annotation_error(path: Path, annotation: dict, problem: str) -> DataError:
+    return DataError(f"{path} (annotation id {annotation.get('id')}): {problem}")
+
+
+def annotation_mask(annotation: dict, height: int, width: int, path: Path) -> np.ndarray:
+    """(H, W) bool mask of a COCO annotation's polygons or RLE (pycocotools' `annToMask`)."""
+    from pycocotools import mask as mask_utils
+
+    segmentation = annotation.get("segmentation")
+    counts = segmentation.get("counts") if isinstance(segmentation, dict) else None
+    if not (isinstance(segmentation, list) and segmentation) and not isinstance(counts, list | str):
+        raise _annotation_error(path, annotation, f"'segmentation' {segmentation!r:.60}")
+    try:
+        if isinstance(segmentation, list):  # polygons
+            rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+        elif isinstance(counts, list):  # uncompressed RLE
+            rle = mask_utils.frPyObjects(segmentation, height, width)
+        else:  # compressed RLE
+            rle = {**dict(segmentation or {}), "counts": str(counts).encode()}
+        decoded = mask_utils.decode(rle)
+    except (TypeError, ValueError, KeyError, IndexError) as error:
+        message = f"cannot decode 'segmentation' ({error})"
+        raise _annotation_error(path, annotation, message) from error
+    if decoded.shape[:2] != (height, width):
+        raise _annotation_error(
+            path, annotation, f"mask of {decoded.shape[:2]}, image is {(height, width)}"
+        )
+    return decoded.astype(bool)
+
+
+def compose_instances(masks: list[np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) uint8 instance map: k + 1 for mask k; where masks overlap the smaller wins."""
+    instance = np.zeros(shape, np.uint8)
+    order = sorted(range(len(masks)), key=lambda k: -int(masks[k].sum()))  # stable for ties
+    for k in order:
+        instance[masks[k]] = k + 1
+    return instance
+
+
+@register_reader
+class COCOReader(DatasetReader):
+    """COCO person keypoints + optional EFT fits (module docstring)."""
+
+    dataset_id = "coco"
+    folder = "coco"
+    joint_set = "coco_17"
+    splits = (*YEAR_SPLITS, *EFT_SPLITS)
+    layout = LAYOUT
+
+    def _open(self) -> None:
+        self.year_split = EFT_SPLITS.get(self.split, self.split)
+        self.annotation_file = (
+            self.root / "annotations" / f"person_keypoints_{self.year_split}.json"
+        )
+        if not self.annotation_file.is_file():
+            raise missing(self.annotation_file, f"COCO annotations of {self.year_split}", LAYOUT)
+        data = _read_json(self.annotation_file)
+        self.images = self._index_images(data)
+        self.fits, self.duplicate_fits = self._read_fits()
+        self._index_people(data)
+
+    def _index_images(self, data: dict) -> dict[int, dict]:
+        images = {}
+        for image in _list_field(data, "images", self.annotation_file):
+            for key in ("id", "file_name", "width", "height"):
+                if key not in image:
+                    raise DataError(f"{self.annotation_file}: an entry of 'images' lacks {key!r}")
+            images[int(image["id"])] = image
+        return images
+
+    def _index_people(self, data: dict) -> None:
+        """Kept and ignored annotations per image; the records (module docstring)."""
+        kept: dict[int, list[dict]] = {}
+        ignored: dict[int, list[dict]] = {}
+        with_people: set[int] = set()
+        self.dropped_people = 0
+        annotations = _list_field(data, "annotations", self.annotation_file)
+        for annotation in sorted(annotations, key=lambda a: int(a.get("id", -1))):
+            if int(annotation.get("category_id", PERSON_CATEGORY)) != PERSON_CATEGORY:
+                continue
+            image_id = int(annotation.get("image_id", -1))
+            if image_id not in self.images:
+                raise _annotation_error(
+                    self.annotation_file, annotation, f"'image_id' {image_id} not in 'images'"
+                )
+            crowd = bool(annotation.get("iscrowd", 0))
+            labelled = bool((self._keypoints(annotation)[:, 2] > 0).any())
+            if not crowd:
+                with_people.add(image_id)
+                self.dropped_people += 0 if labelled else 1
+            if crowd or not labelled:
+                ignored.setdefault(image_id, []).append(annotation)
+            elif self.split not in EFT_SPLITS or int(annotation["id"]) in self.fits:
+                kept.setdefault(image_id, []).append(annotation)
+        self.dropped_images = len(with_people - set(kept))
+        self._image_ids = sorted(kept)
+        self._kept, self._ignored = kept, ignored
+
+    def _keypoints(self, annotation: dict) -> np.ndarray:
+        values = np.asarray(annotation.get("keypoints", []), dtype=np.float64)
+        if values.shape != (NUM_KEYPOINTS * 3,):
+            raise _annotation_error(
+                self.annotation_file,
+                annotation,
+                f"'keypoints' has {values.size} numbers, expected {NUM_KEYPOINTS * 3}",
+            )
+        if not np.isfinite(values).all():
+            raise _annotation_error(self.annotation_file, annotation, "'keypoints' holds NaN/inf")
+        return values.reshape(NUM_KEYPOINTS, 3)
+
+    def __len__(self) -> int:
+        return len(self._image_ids)
+
+    def num_people(self, index: int) -> int:
+        self._check_index(index)
+        return len(self._kept[self._image_ids[index]])
+
+    def image_path(self, image: dict) -> Path:
+        return self.root / self.year_split / str(image["file_name"])
+
+    def record(self, index: int, load_image: bool = True) -> SceneRecord:
+        self._check_index(index)
+        image_id = self._image_ids[index]
+        image = self.images[image_id]
+        height, width = int(image["height"]), int(image["width"])
+        path = self.image_path(image)
+        sample_id = f"coco/{self.year_split}/{image_id}"
+        pixels = read_image(path, sample_id) if load_image else None
+        if pixels is not None and pixels.shape[:2] != (height, width):
+            raise DataError(
+                f"{path} (sample {sample_id}): image is {pixels.shape[:2]}, "
+                f"{self.annotation_file.name} says {(height, width)}"
+            )
+        K = default_intrinsics(width, height)
+        annotations = self._kept[image_id]
+        people = [self._person(a, K) for a in annotations]
+        record = SceneRecord(
+            dataset=self.dataset_id,
+            split=self.split,
+            index=index,
+            sample_id=sample_id,
+            image_path=path,
+            image_size=(height, width),
+            K=K,
+            joint_set=self.joint_set,
+            people=people,
+            flags=image_flags(has_mask=True, has_instance_map=True),
+            image=pixels,
+            meta={
+                "image_id": image_id,
+                "file_name": str(image["file_name"]),
+                "annotation_ids": [int(a["id"]) for a in annotations],
+                "visibility": [self._keypoints(a)[:, 2].astype(np.int64) for a in annotations],
+                "eft": [self._eft_meta(a) for a in annotations],
+            },
+        )
+        if load_image:
+            self._add_masks(record, annotations, self._ignored.get(image_id, []))
+        return record
+
+    def _person(self, annotation: dict, K: np.ndarray) -> PersonRecord:
+        keypoints = self._keypoints(annotation)
+        keypoints[:, 2] = keypoints[:, 2] > 0
+        bbox = np.asarray(annotation.get("bbox", []), dtype=np.float64)
+        if bbox.shape != (4,) or not np.isfinite(bbox).all() or (bbox[2:] < 0).any():
+            raise _annotation_error(self.annotation_file, annotation, f"'bbox' {bbox.tolist()}")
+        fit = self.fits.get(int(annotation["id"]))
+        smpl = {}
+        if fit is not None:
+            smpl = {"pose": fit.pose.copy(), "betas": fit.betas.copy()}
+            smpl["transl"] = crop_camera_to_full(fit, K)  # fits were checked when read
+        return PersonRecord(
+            keypoints2d=canonical_keypoints(keypoints, self.joint_set),
+            keypoints3d=np.zeros((NUM_CANONICAL, 4)),
+            box=np.array([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]]) - 0.5,
+            gender=-1,
+            flags=person_flags(has_keypoints2d=True, has_smpl=fit is not None),
+            track_id=int(annotation["id"]),
+            **smpl,
+        )
+
+    def _eft_meta(self, annotation: dict) -> dict | None:
+        fit = self.fits.get(int(annotation["id"]))
+        if fit is None:
+            return None
+        return {"cam": fit.cam.copy(), "bbox_center": fit.bbox_center.copy(),
+                "bbox_scale": fit.bbox_scale}  # fmt: skip
+
+    def _add_masks(self, record: SceneRecord, kept: list[dict], ignored: list[dict]) -> None:
+        height, width = record.image_size
+        masks = [annotation_mask(a, height, width, self.annotation_file) for a in kept]
+        record.instance_map = compose_instances(masks, (height, width))
+        record.mask = record.instance_map > 0
+        ignore = np.zeros((height, width), bool)
+        for annotation in ignored:
+            ignore |= annotation_mask(annotation, height, width, self.annotation_file)
+        record.ignore_mask = ignore
+        record.meta["mask_areas"] = [int(m.sum()) for m in masks]
+
+    # -----------------------------------------------------------------------------------------
+    # EFT fits
+
+    def _read_fits(self) -> tuple[dict[int, EFTFit], int]:
+        """{annotation id: fit} from every file under coco/eft/ (module docstring)."""
+        folder = self.root / "eft"
+        fits: dict[int, EFTFit] = {}
+        duplicates = 0
+        if not folder.is_dir():
+            return fits, duplicates
+        for path in sorted(folder.iterdir()):
+            if path.suffix != ".json":
+                continue
+            found = self._cached_json_fits(path)
+            for annotation_id, fit in found.items():
+                if annotation_id in fits:
+                    duplicates += 1
+                else:
+                    fits[annotation_id] = fit
+        return fits, duplicates
+
+    def _cached_json_fits(self, path: Path) -> dict[int, EFTFit]:
+        entry = entry_dir(
+            self.cache_root, EFT_STEP, EFT_CACHE_VERSION, source_key(path, self.data_root)
+        )
+        if not is_complete(entry):
+            arrays = parse_eft_json(path)
+            with build_entry(entry) as tmp:
+                savez(tmp / "fits.npz", **arrays)
+        with np.load(entry / "fits.npz") as arrays:
+            return _fits_from_arrays({k: arrays[k] for k in arrays.files})
+
+    def check(self) -> list[str]:
+        problems = super().check()
+        for image_id in self._image_ids:
+            path = self.image_path(self.images[image_id])
+            if not path.is_file():
+                problems.append(f"{path}: image file not found")
+        return problems
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: cannot read JSON ({error})") from error
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: top level is {type(data).__name__}, expected an object")
+    return data
+
+
+def _list_field(data: dict, key: str, path: Path) -> list[dict]:
+    value = data.get(key)
+    if not isinstance(value, list):
+        raise DataError(f"{path}: field {key!r} missing or not a list (has {sorted(data)})")
+    return value
+
+
+EFT_FIELDS = {"parm_pose": (24, 3, 3), "parm_shape": (10,), "parm_cam": (3,),
+              "bbox_center": (2,), "bbox_scale": ()}  # fmt: skip
+
+
+def parse_eft_json(path: Path) -> dict[str, np.ndarray]:
+    """EFT JSON -> arrays annot_id (N,), pose (N, 72) axis-angle, betas (N, 10), cam (N, 3),
+    bbox_center (N, 2), bbox_scale (N,); samples without `annotId` are skipped."""
+    samples = [s for s in _list_field(_read_json(path), "data", path) if "annotId" in s]
+    fields = {key: np.zeros((len(samples), *shape)) for key, shape in EFT_FIELDS.items()}
+    for i, sample in enumerate(samples):
+        for key, shape in EFT_FIELDS.items():
+            where = f"{path} (sample {i}, annotId {sample['annotId']}): field {key!r}"
+            if key not in sample:
+                raise DataError(f"{where} missing")
+            try:
+                value = np.asarray(sample[key], np.float64)
+            except (TypeError, ValueError) as error:
+                raise DataError(f"{where} is not numeric ({error})") from error
+            if value.size != int(np.prod(shape)) or not np.isfinite(value).all():
+                raise DataError(f"{where} must be {shape or 'a number'} finite values")
+            fields[key][i] = value.reshape(shape)
+        if fields["parm_cam"][i, 0] <= 0 or fields["bbox_scale"][i] <= 0:
+            raise DataError(
+                f"{path} (sample {i}, annotId {sample['annotId']}): 'parm_cam' scale and "
+                "'bbox_scale' must be positive"
+            )
+    pose = matrix_to_axis_angle(torch.as_tensor(fields["parm_pose"])).reshape(-1, 72)
+    return {
+        "annot_id": np.array([int(s["annotId"]) for s in samples], dtype=np.int64),
+        "pose": pose.numpy(),
+        "betas": fields["parm_shape"],
+        "cam": fields["parm_cam"],
+        "bbox_center": fields["bbox_center"],
+        "bbox_scale": fields["bbox_scale"],
+    }
+
+
+def _fits_from_arrays(arrays: dict[str, np.ndarray]) -> dict[int, EFTFit]:
+    fits = {}
+    for i, annotation_id in enumerate(arrays["annot_id"]):
+        if int(annotation_id) not in fits:
+            fits[int(annotation_id)] = EFTFit(
+                arrays["pose"][i], arrays["betas"][i], arrays["cam"][i],
+                arrays["bbox_center"][i], float(arrays["bbox_scale"][i]),
+            )  # fmt: skip
+    return fits
