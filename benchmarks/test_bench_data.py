@@ -1,12 +1,17 @@
-"""Data benchmarks (issue 5): time to write the `ci` and `small` synthetic worlds, and crops per
-second of the training DataLoader with 2 workers from the small world after `prepare`, for
-224 x 224 crops (PARE) and 256 x 256 crops (BodyNet). Goal: at least 150 crops/s here."""
+"""Data benchmarks: time to write the `ci` and `small` synthetic worlds, crops per second of the
+training DataLoader with 2 workers from the small world after `prepare`, for 224 x 224 crops
+(PARE) and 256 x 256 crops (BodyNet), goal at least 150 crops/s here (issue 5); JTA frame
+extraction and the estimated time to prepare the real test protocol, goal under 15 minutes
+(issue 6)."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from datamodules.cache import PrepareContext, steps_for
@@ -74,4 +79,65 @@ def test_training_crops_per_second(benchmark, small_world, body_models_root, cro
         crops_per_second=round(rate, 1),
         goal_crops_per_second=GOAL_CROPS_PER_SECOND,
         goal_met=rate >= GOAL_CROPS_PER_SECOND,
+    )
+
+
+JTA_TEST_VIDEOS, JTA_GOAL_MINUTES = 128, 15.0
+
+
+def _write_gradient_video(path: Path, frames: int) -> None:
+    """A 1080p H.264 video of a drifting gradient with a moving square (cheap to encode),
+    encoded frame by frame with the synthetic world's libx264 options."""
+    import av
+
+    from datamodules.synthetic.surreal import FPS, VIDEO_OPTIONS
+
+    x = np.linspace(0, 255, 1920, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 255, 1080, dtype=np.float32)[:, None, None]
+    base = x * np.array([1.0, 0.5, 0.2], np.float32) + y * np.array([0.1, 0.4, 0.8], np.float32)
+    with av.open(str(path), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=FPS, options=VIDEO_OPTIONS)
+        stream.height, stream.width, stream.pix_fmt = 1080, 1920, "yuv420p"
+        for t in range(frames):
+            frame = ((base + 2 * t) % 256).astype(np.uint8)
+            frame[400:600, 10 + 2 * t : 210 + 2 * t] = (
+                255 - frame[400:600, 10 + 2 * t : 210 + 2 * t]
+            )
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode(None))
+
+
+def test_jta_frame_extraction(benchmark, tmp_path_factory):
+    """`prepare jta` on one synthetic 900-frame 1080p H.264 video (libx264 veryfast, like the
+    synthetic world's): decode it once and keep the test protocol's 90 frames as JPEG; the time
+    for the real test protocol (128 such videos, 11,520 frames) is estimated from it. Goal:
+    under 15 minutes. Real JTA videos may decode at another speed than this encoding."""
+    from datamodules.base import ReaderOptions
+    from datamodules.jta import JTAReader
+
+    root = tmp_path_factory.mktemp("jta_bench")
+    rows = [
+        [f, 0, j, 100.0 + j, 100.0, 0.0, 0.0, 5.0, 0, 0] for f in range(1, 901) for j in range(22)
+    ]
+    (root / "jta" / "annotations" / "test").mkdir(parents=True)
+    (root / "jta" / "annotations" / "test" / "seq_256.json").write_text(json.dumps(rows))
+    (root / "jta" / "videos" / "test").mkdir(parents=True)
+    _write_gradient_video(root / "jta" / "videos" / "test" / "seq_256.mp4", 900)
+    cache = root / "cache"
+    reader = JTAReader(root, "test", ReaderOptions(cache_root=cache))
+
+    def extract() -> float:
+        shutil.rmtree(cache, ignore_errors=True)
+        start = time.perf_counter()
+        reader.extract_frames(256)
+        return time.perf_counter() - start
+
+    seconds = benchmark.pedantic(extract, rounds=1, iterations=1)
+    minutes = seconds * JTA_TEST_VIDEOS / 60
+    benchmark.extra_info.update(
+        frames_kept=90,
+        seconds_per_video=round(seconds, 2),
+        estimated_test_protocol_minutes=round(minutes, 1),
+        goal_minutes=JTA_GOAL_MINUTES,
+        goal_met=minutes < JTA_GOAL_MINUTES,
     )

@@ -34,15 +34,27 @@ Records. One per image of the annotation file with at least one kept person, in 
 - camera: COCO has none. K is a default: focal length sqrt(W^2 + H^2) px (CLIFF's choice for
   images of unknown camera) and the principal point at the image centre; `has_camera` False.
 - No 3D keypoints (`has_keypoints3d` False) and no gender (-1).
-- SMPL from EFT where a fit matches the annotation (`has_smpl`): pose = the fit's 24 rotation
-  matrices as axis-angle (camera frame: EFT fits, like SPIN's, use OpenCV axes), betas = its 10
-  shape coefficients. EFT's camera is a weak-perspective [s, tx, ty] of its crop (side
-  200 x `bbox_scale` px about `bbox_center`, resized to 224), which SPIN turns into a
-  perspective crop camera of focal length 5000 at transl (tx, ty, 2 x 5000 / (224 s)). The
-  record's transl puts the same body under the record's default K (CLIFF's crop-to-full
-  conversion, `crop_camera_to_full`): the root projects to the same pixel and the body keeps
-  its image size. The crop camera itself stays in `meta["eft"]` (one dict per person: `cam`,
-  `bbox_center`, `bbox_scale`; None without a fit).
+- SMPL from EFT where a fit matches the annotation (`has_smpl`; needs
+  `ReaderOptions.body_models` for the root joint, like every rigid move of SMPL here). EFT's fit
+  lives in its crop camera: weak-perspective [s, tx, ty] of a crop of side b = 200 x
+  `bbox_scale` px about `bbox_center`, resized to 224, with the global orientation as that
+  camera sees it. SPIN's perspective reading of it is a camera of focal 5000 px per 224 crop
+  pixels looking straight at the crop centre, with transl (tx, ty, 2 x 5000 / (224 s)).
+  `crop_to_full` moves the fit into the record's camera K (focal f): the crop camera is K turned
+  to look along the ray through the crop centre (`ray_alignment`), so the body is rotated back
+  by that turn (orientation and position, about its root joint: `world_to_camera_smpl`) from
+  transl (tx, ty, 2 f / (s b)), the depth at which focal f shows it at the same size. The
+  body then projects under K where and as large as the crop camera shows it; only the
+  perspective of the different focal length differs (CLIFF's observation that crop-camera
+  fits seen in the full image need this turn). pose = the fit's 24 rotation matrices as
+  axis-angle with that root, betas its 10 shape coefficients; EFT's own crop camera stays in
+  `meta["eft"]` (one dict per person: `cam`, `bbox_center`, `bbox_scale`; None without a fit).
+- part labels (`has_part_segm`) when every person of the record has a fit (always in
+  `train2014_eft`; a record with unfitted people gets none, since their pixels would read as
+  background): each fit rendered as EFT made it, in its own crop camera (`crop_camera_view`),
+  painted from the farthest person to the nearest (by the record's transl); cached per image
+  like the single-person datasets' (`datamodules.part_labels`, key: the annotation file, the
+  EFT files, the body model), and rendered ahead by `python -m experiments prepare coco`.
 
 EFT files. Every `coco/eft/*.json` (`{"ver", "data": [...]}`, each sample with `annotId`,
 `parm_pose` (24, 3, 3), `parm_shape` (10,), `parm_cam` (3,), `bbox_center`, `bbox_scale`;
@@ -55,6 +67,8 @@ npz files (datasets.md 3.6) carry no camera and no annotation id; they are not r
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +79,9 @@ import torch
 from datamodules.base import DatasetReader, register_reader
 from datamodules.cache import build_entry, entry_dir, is_complete, source_key
 from datamodules.io import DataError, missing, read_image, savez
+from datamodules.part_labels import cached_maps, render_layered_part_maps
 from datamodules.records import (
+    GENDER_CODES,
     NUM_CANONICAL,
     PersonRecord,
     SceneRecord,
@@ -73,6 +89,7 @@ from datamodules.records import (
     image_flags,
     person_flags,
 )
+from geometry.cameras import world_to_camera_smpl
 from geometry.rotations import matrix_to_axis_angle
 
 YEAR_SPLITS = ("train2014", "val2014", "train2017", "val2017")
@@ -80,6 +97,7 @@ EFT_SPLITS = {"train2014_eft": "train2014"}
 NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1
 EFT_STEP, EFT_CACHE_VERSION = "coco_eft", 1
+EFT_CROP, EFT_FOCAL = 224, 5000.0  # SPIN's crop side and its focal length (datasets.md 3.6)
 LAYOUT = (
     "coco/annotations/person_keypoints_<split>.json, coco/<split>/<file_name> "
     "(split = train2014 | val2014 | train2017 | val2017), optional EFT fits coco/eft/*.json"
@@ -104,20 +122,59 @@ def default_intrinsics(width: int, height: int) -> np.ndarray:
     return np.array([[focal, 0.0, (width - 1) / 2], [0.0, focal, (height - 1) / 2], [0, 0, 1.0]])
 
 
-def crop_camera_to_full(fit: EFTFit, K: np.ndarray) -> np.ndarray:
-    """(3,) transl that shows the fitted body under `K` as EFT's crop camera shows it in its
-    crop (CLIFF's conversion): depth 2 f / (s b) with b the crop side in pixels, and x, y moved
-    so that the body's origin (the point transl moves) projects where it does in the crop;
-    other points differ only by the change of perspective."""
+def ray_alignment(K: np.ndarray, pixel: np.ndarray) -> np.ndarray:
+    """(3, 3) the smallest rotation R with R d = (0, 0, 1), d the unit ray of K through
+    `pixel` (x, y): it turns K's frame into that of a camera looking along d."""
+    ray = np.linalg.solve(K, np.array([pixel[0], pixel[1], 1.0]))
+    ray /= np.linalg.norm(ray)
+    axis = np.cross(ray, [0.0, 0.0, 1.0])
+    sin, cos = np.linalg.norm(axis), ray[2]
+    if sin < 1e-12:
+        return np.eye(3)
+    axis /= sin
+    skew = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + sin * skew + (1 - cos) * skew @ skew
+
+
+def crop_frame(fit: EFTFit, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(R_align, transl in the crop frame at focal K[0, 0]) of a fit (module docstring)."""
     s, tx, ty = (float(v) for v in fit.cam)
     side = 200.0 * fit.bbox_scale
     if s <= 0 or side <= 0:
         raise DataError(f"EFT fit with camera scale {s} and bbox_scale {fit.bbox_scale}")
-    focal, cx, cy = K[0, 0], K[0, 2], K[1, 2]
-    depth = 2.0 * focal / (s * side)
-    # The crop's centre is the box centre in COCO's continuous coordinates (edges on integers).
-    bx, by = fit.bbox_center[0] - 0.5, fit.bbox_center[1] - 0.5
-    return np.array([tx + 2.0 * (bx - cx) / (s * side), ty + 2.0 * (by - cy) / (s * side), depth])
+    # The crop centre in the suite's pixels (COCO's continuous coordinates minus half a pixel).
+    centre = np.asarray(fit.bbox_center, np.float64) - 0.5
+    return ray_alignment(K, centre), np.array([tx, ty, 2.0 * K[0, 0] / (s * side)])
+
+
+def crop_to_full(
+    fit: EFTFit, K: np.ndarray, root_joint: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pose (72,), transl (3,)) of an EFT fit in the camera K (module docstring); `root_joint`
+    is J0 of the fit's shaped rest body."""
+    rotation, transl = crop_frame(fit, K)
+    root, moved = world_to_camera_smpl(
+        torch.as_tensor(fit.pose[:3]), torch.as_tensor(transl), torch.as_tensor(root_joint),
+        torch.as_tensor(rotation.T), torch.zeros(3, dtype=torch.float64),
+    )  # fmt: skip
+    pose = fit.pose.copy()
+    pose[:3] = root.numpy()
+    return pose, moved.numpy()
+
+
+def crop_camera_view(person: PersonRecord, fit: EFTFit | None) -> tuple[PersonRecord, np.ndarray]:
+    """The fit as EFT's crop camera sees it, in original-image pixels: a copy of the person with
+    the fit's own pose and transl (tx, ty, 2 f / (s b)), and that camera's K (f = 5000 b / 224
+    px, principal point at the crop centre)."""
+    if fit is None:
+        raise ValueError("crop_camera_view needs an EFT fit")
+    s, tx, ty = (float(v) for v in fit.cam)
+    side = 200.0 * fit.bbox_scale
+    focal = EFT_FOCAL * side / EFT_CROP
+    K = np.array([[focal, 0.0, fit.bbox_center[0] - 0.5],
+                  [0.0, focal, fit.bbox_center[1] - 0.5], [0.0, 0.0, 1.0]])  # fmt: skip
+    transl = np.array([tx, ty, 2.0 * focal / (s * side)])
+    return dataclasses.replace(person, pose=fit.pose.copy(), transl=transl), K
 
 
 def _annotation_error(path: Path, annotation: dict, problem: str) -> DataError:
@@ -178,6 +235,7 @@ class COCOReader(DatasetReader):
             raise missing(self.annotation_file, f"COCO annotations of {self.year_split}", LAYOUT)
         data = _read_json(self.annotation_file)
         self.images = self._index_images(data)
+        self._eft_keys: list[str] = []
         self.fits, self.duplicate_fits = self._read_fits()
         self._index_people(data)
 
@@ -278,6 +336,7 @@ class COCOReader(DatasetReader):
         )
         if load_image:
             self._add_masks(record, annotations, self._ignored.get(image_id, []))
+            self._add_part_maps(record, annotations)
         return record
 
     def _person(self, annotation: dict, K: np.ndarray) -> PersonRecord:
@@ -288,15 +347,18 @@ class COCOReader(DatasetReader):
             raise _annotation_error(self.annotation_file, annotation, f"'bbox' {bbox.tolist()}")
         fit = self.fits.get(int(annotation["id"]))
         smpl = {}
-        if fit is not None:
-            smpl = {"pose": fit.pose.copy(), "betas": fit.betas.copy()}
-            smpl["transl"] = crop_camera_to_full(fit, K)  # fits were checked when read
+        if fit is not None and self.options.body_models is not None:
+            root_joint = self.options.body_models.rest_root_joint(
+                fit.betas, GENDER_CODES["unknown"]
+            )
+            pose, transl = crop_to_full(fit, K, root_joint)  # fits were checked when read
+            smpl = {"pose": pose, "betas": fit.betas.copy(), "transl": transl}
         return PersonRecord(
             keypoints2d=canonical_keypoints(keypoints, self.joint_set),
             keypoints3d=np.zeros((NUM_CANONICAL, 4)),
             box=np.array([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]]) - 0.5,
             gender=-1,
-            flags=person_flags(has_keypoints2d=True, has_smpl=fit is not None),
+            flags=person_flags(has_keypoints2d=True, has_smpl=bool(smpl)),
             track_id=int(annotation["id"]),
             **smpl,
         )
@@ -319,6 +381,27 @@ class COCOReader(DatasetReader):
         record.ignore_mask = ignore
         record.meta["mask_areas"] = [int(m.sum()) for m in masks]
 
+    def _add_part_maps(self, record: SceneRecord, annotations: list[dict]) -> None:
+        """Part labels of the EFT fits in their crop cameras (module docstring)."""
+        fits = [self.fits.get(int(a["id"])) for a in annotations]
+        models = self.options.body_models
+        if models is None or not self.options.render_part_labels:
+            return
+        if any(fit is None for fit in fits) or not all(p.flags["has_smpl"] for p in record.people):
+            return
+        depths = [float(np.asarray(person.transl)[2]) for person in record.people]
+        far_first = sorted(range(len(fits)), key=lambda k: -depths[k])
+        layers = [crop_camera_view(record.people[k], fits[k]) for k in far_first]
+        ids = ",".join(str(a["id"]) for a in annotations)
+        frame_key = f"{record.meta['image_id']}_{hashlib.sha1(ids.encode()).hexdigest()[:12]}"
+        size = record.image_size
+        part, _ = cached_maps(
+            self.cache_root, self.data_root, self.annotation_file, frame_key, models, size,
+            lambda: render_layered_part_maps(models, layers, size), eft=self._eft_keys,
+        )  # fmt: skip
+        record.part_segm = part
+        record.flags["has_part_segm"] = True
+
     # -----------------------------------------------------------------------------------------
     # EFT fits
 
@@ -332,6 +415,7 @@ class COCOReader(DatasetReader):
         for path in sorted(folder.iterdir()):
             if path.suffix != ".json":
                 continue
+            self._eft_keys.append(source_key(path, self.data_root))
             found = self._cached_json_fits(path)
             for annotation_id, fit in found.items():
                 if annotation_id in fits:

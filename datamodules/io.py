@@ -92,6 +92,26 @@ def _load_hdf5_mat(path: Path) -> dict[str, Any]:
         raise DataError(f"{path}: cannot read MATLAB v7.3 file ({error})") from error
 
 
+def iter_video(path: Path, sample: str = "") -> Iterator[np.ndarray]:
+    """(H, W, 3) uint8 RGB frames of a video one at a time (PyAV, threaded decoding), so long
+    1080p videos never sit in memory whole; DataError if corrupt, truncated or empty."""
+    import av
+
+    where = f"{path} (sample {sample})" if sample else str(path)
+    count = 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                count += 1
+                yield frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, ValueError, IndexError) as error:
+        raise DataError(f"{where}: cannot decode video ({error})") from error
+    if count == 0:
+        raise DataError(f"{where}: no video frames decoded (corrupt or truncated file)")
+
+
 def read_pickle(path: Path) -> Any:
     """A pickle through the restricted unpickler; DataError for truncated or unsafe files."""
     if not path.is_file():

@@ -66,6 +66,23 @@ def render_part_maps(
     return part.numpy().astype(np.uint8), instance.numpy().astype(np.uint8)
 
 
+def render_layered_part_maps(
+    body_models: BodyModels,
+    layers: list[tuple[PersonRecord, np.ndarray]],
+    image_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(part_segm, instance_map) of people each seen by its own camera K, painted in order
+    (later ones in front); instance k + 1 for layers[k]. For pseudo-ground-truth fits made
+    in per-person crop cameras (COCO's EFT fits), whose depths share no frame."""
+    part = np.zeros(image_size, np.uint8)
+    instance = np.zeros(image_size, np.uint8)
+    for k, (person, K) in enumerate(layers):
+        person_part, _ = render_part_maps(body_models, [person], K, image_size)
+        part = np.where(person_part > 0, person_part, part)
+        instance = np.where(person_part > 0, np.uint8(k + 1), instance)
+    return part, instance
+
+
 def cached_part_maps(
     cache_root: Path,
     data_root: Path,
@@ -77,14 +94,31 @@ def cached_part_maps(
     image_size: tuple[int, int],
 ) -> tuple[np.ndarray, np.ndarray]:
     """`render_part_maps` through the cache (module docstring)."""
-    key = source_key(
-        source, data_root, body_model=body_model_sha256(body_models.model_dir), size=image_size
-    )
+    return cached_maps(
+        cache_root, data_root, source, frame_key, body_models, image_size,
+        lambda: render_part_maps(body_models, people, K, image_size),
+    )  # fmt: skip
+
+
+def cached_maps(
+    cache_root: Path,
+    data_root: Path,
+    source: Path,
+    frame_key: str,
+    body_models: BodyModels,
+    image_size: tuple[int, int],
+    render: Callable[[], tuple[np.ndarray, np.ndarray]],
+    **key_options: object,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(part_segm, instance_map) of a frame from the cache, or `render()` once and cached; the
+    key covers `source`, the body model, the image size and `key_options`."""
+    sha = body_model_sha256(body_models.model_dir)
+    key = source_key(source, data_root, body_model=sha, size=image_size, **key_options)
     path = entry_dir(cache_root, STEP, CACHE_VERSION, key) / f"{frame_key}.npz"
     if path.is_file():
         with np.load(path) as data:
             return data["part_segm"], data["instance_map"]
-    part, instance = render_part_maps(body_models, people, K, image_size)
+    part, instance = render()
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, part_segm=part, instance_map=instance)
     return part, instance

@@ -87,7 +87,7 @@ from datamodules.records import (
     SceneRecord,
     canonical_keypoints,
     image_flags,
-    keypoint_box,
+    joint_box,
     person_flags,
 )
 from geometry.cameras import project_points, world_to_camera_smpl
@@ -340,13 +340,6 @@ def camera_smpl(
     return camera_pose, transl.numpy()
 
 
-def joint_box(keypoints2d: np.ndarray, margin: float = BOX_MARGIN) -> np.ndarray:
-    """(4,) box of the confident (K, 3) keypoints, widened by `margin` x its larger side."""
-    box = keypoint_box(keypoints2d)
-    pad = margin * max(box[2] - box[0], box[3] - box[1])
-    return box + np.array([-pad, -pad, pad, pad])
-
-
 # ----------------------------------------------------------------------------------------------
 # the reader
 
@@ -430,7 +423,7 @@ class PW3DReader(DatasetReader):
         return PersonRecord(
             keypoints2d=canonical_keypoints(keypoints2d, self.joint_set),
             keypoints3d=canonical_keypoints(np.c_[joints, np.ones(24)], self.joint_set),
-            box=joint_box(keypoints2d),
+            box=joint_box(keypoints2d, BOX_MARGIN),
             pose=pose,
             betas=sequence.betas[actor].copy(),
             transl=transl,

@@ -118,6 +118,14 @@ def keypoint_box(keypoints2d: np.ndarray) -> np.ndarray:
     return np.concatenate([points.min(axis=0), points.max(axis=0)])
 
 
+def joint_box(keypoints2d: np.ndarray, margin: float) -> np.ndarray:
+    """(4,) box of the confident (K, 3) keypoints, widened by `margin` x its larger side on
+    every side (joints lie inside the body: head top, hands and feet reach past them)."""
+    box = keypoint_box(keypoints2d)
+    pad = margin * max(box[2] - box[0], box[3] - box[1])
+    return box + np.array([-pad, -pad, pad, pad])
+
+
 def mask_box(mask: np.ndarray) -> np.ndarray:
     """(4,) box x0, y0, x1, y1 covering the True pixels of (H, W) (pixel edges); NaN if empty."""
     rows, cols = np.nonzero(mask)

@@ -116,6 +116,7 @@ from datamodules.io import (
     DataError,
     MissingDataError,
     field,
+    iter_video,
     load_mat,
     missing,
     read_image,
@@ -290,18 +291,8 @@ def load_info(path: Path, sample: str = "") -> dict[str, np.ndarray]:
 
 
 def decode_video(path: Path, sample: str = "") -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB frames of a video (PyAV); DataError if corrupt or truncated."""
-    import av
-
-    where = f"{path} (sample {sample})" if sample else str(path)
-    try:
-        with av.open(str(path)) as container:
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except (av.FFmpegError, OSError, ValueError) as error:
-        raise DataError(f"{where}: cannot decode video ({error})") from error
-    if not frames:
-        raise DataError(f"{where}: no video frames decoded (corrupt or truncated file)")
-    return np.stack(frames)
+    """(T, H, W, 3) uint8 RGB frames of a (short) video; DataError if corrupt or truncated."""
+    return np.stack(list(iter_video(path, sample)))
 
 
 def _mat_frame(path: Path, key: str, sample: str) -> np.ndarray:

@@ -38,6 +38,9 @@ WRITERS: dict[str, tuple[str, str]] = {
     "up3d": ("datamodules.synthetic.up3d", "up3d"),
     "h36m": ("datamodules.synthetic.h36m", "h36m"),
     "pw3d": ("datamodules.synthetic.pw3d", "3dpw"),
+    "coco": ("datamodules.synthetic.coco", "coco"),
+    "panoptic": ("datamodules.synthetic.panoptic", "panoptic"),
+    "jta": ("datamodules.synthetic.jta", "jta"),
 }
 DATASET_INDEX = {
     name: index
