@@ -141,3 +141,56 @@ def test_jta_frame_extraction(benchmark, tmp_path_factory):
         goal_minutes=JTA_GOAL_MINUTES,
         goal_met=minutes < JTA_GOAL_MINUTES,
     )
+
+
+SCENE_BATCHES, SCENE_BATCH = 6, 4
+
+
+@pytest.fixture(scope="module")
+def scene_world(tmp_path_factory, body_models_root) -> Path:
+    """The `ci` COCO and JTA worlds, JTA's frames prepared."""
+    from datamodules.base import reader_class
+
+    root = tmp_path_factory.mktemp("scene_world")
+    write_world(root, "ci", ("coco", "jta"), body_model_root=body_models_root, progress=False)
+    reader_class("jta")
+    context = PrepareContext(root, root / ".cache", body_models_root, "mannequin", progress=False)
+    steps_for("jta")["frames"](context)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "split", "size"),
+    [("coco", "train2014", (512, 832)), ("jta", "train", (1080, 1920))],
+)
+def test_scene_samples_per_second(
+    benchmark, scene_world, body_models_root, dataset_id, split, size
+):
+    """Scene samples per second with 2 workers: CRMH-style 512 x 832 inputs from COCO, and
+    full 1920 x 1080 JTA frames (records drawn with replacement)."""
+    from torch.utils.data import DataLoader, RandomSampler
+
+    from datamodules.base import BodyModels, ReaderOptions, reader_class
+    from datamodules.datasets import SceneDataset
+    from datamodules.scenes import collate_scenes
+
+    options = ReaderOptions(
+        cache_root=scene_world / ".cache", body_models=BodyModels(body_models_root)
+    )
+    dataset = SceneDataset(reader_class(dataset_id)(scene_world, split, options), size)
+    count = (SCENE_BATCHES + 1) * SCENE_BATCH
+    sampler = RandomSampler(dataset, replacement=True, num_samples=count)
+    loader_args = {"batch_size": SCENE_BATCH, "num_workers": 2, "collate_fn": collate_scenes}
+
+    def run() -> float:
+        loader = iter(DataLoader(dataset, sampler=sampler, **loader_args))
+        next(loader)  # worker start-up is not throughput
+        start = time.perf_counter()
+        for _ in range(SCENE_BATCHES):
+            next(loader)
+        return SCENE_BATCHES * SCENE_BATCH / (time.perf_counter() - start)
+
+    rate = benchmark.pedantic(run, rounds=2, iterations=1)
+    benchmark.extra_info.update(
+        dataset=dataset_id, size=list(size), workers=2, scenes_per_second=round(rate, 1)
+    )

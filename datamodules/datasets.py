@@ -31,6 +31,7 @@ from datamodules.base import DatasetReader
 from datamodules.crops import Crop, CropParams, crop_from_scene, to_tensors
 from datamodules.io import DataError, MissingDataError
 from datamodules.records import PersonRecord, SceneRecord
+from datamodules.scenes import scene_sample
 
 CACHE_MARGIN = 1.25
 MAX_SKIPS = 50
@@ -77,18 +78,7 @@ class CropDataset(Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict:
-        for attempt in range(MAX_SKIPS):
-            try:
-                return self._sample(self.items[(index + attempt) % len(self.items)])
-            except (DataError, MissingDataError):
-                if not self.skip_bad_samples:
-                    raise
-                with self.skipped.get_lock():
-                    self.skipped.value += 1
-        raise DataError(
-            f"{self.reader.dataset_id}/{self.reader.split}: {MAX_SKIPS} bad samples "
-            f"in a row from index {index}"
-        )
+        return with_skips(self, index, lambda i: self._sample(self.items[i]))
 
     def _sample(self, item: tuple[int, int]) -> dict:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
@@ -132,6 +122,52 @@ class CropDataset(Dataset):
         if target.betas is None or models is None:
             return None
         return models.rest_root_joint(target.betas, target.gender)
+
+
+def with_skips(dataset, index: int, sample: Callable[[int], dict]) -> dict:
+    """`sample(index)`, or with `dataset.skip_bad_samples` the next good one (counted in
+    `dataset.skipped`); DataError after `MAX_SKIPS` bad ones in a row."""
+    for attempt in range(MAX_SKIPS):
+        try:
+            return sample((index + attempt) % len(dataset))
+        except (DataError, MissingDataError):
+            if not dataset.skip_bad_samples:
+                raise
+            with dataset.skipped.get_lock():
+                dataset.skipped.value += 1
+    raise DataError(
+        f"{dataset.reader.dataset_id}/{dataset.reader.split}: {MAX_SKIPS} bad samples "
+        f"in a row from index {index}"
+    )
+
+
+class SceneDataset(Dataset):
+    """Scene samples (`datamodules.scenes.scene_sample`) of every record of a reader's split,
+    resized and padded to `size` (H, W), for the multi-person methods; records without a
+    person are kept (the scene collate pads people). Bad samples as in `CropDataset`."""
+
+    def __init__(
+        self,
+        reader: DatasetReader,
+        size: tuple[int, int],
+        target_transform: Callable[[dict], dict] | None = None,
+        skip_bad_samples: bool = False,
+        normalize: bool = True,
+    ) -> None:
+        self.reader, self.normalize = reader, normalize
+        self.size: tuple[int, int] = (int(size[0]), int(size[1]))
+        self.target_transform, self.skip_bad_samples = target_transform, skip_bad_samples
+        self.skipped = multiprocessing.Value("i", 0)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def __getitem__(self, index: int) -> dict:
+        return with_skips(self, index, self._sample)
+
+    def _sample(self, index: int) -> dict:
+        sample = scene_sample(self.reader.record(index), self.size, self.normalize)
+        return self.target_transform(sample) if self.target_transform else sample
 
 
 def crop_as_record(record: SceneRecord, person: int, crop: Crop) -> SceneRecord:

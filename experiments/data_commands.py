@@ -167,32 +167,94 @@ def _describe_person(record: SceneRecord, person) -> dict:
 
 
 def draw_record(record: SceneRecord, reader: DatasetReader, out: Path) -> None:
-    """Image with the 2D skeleton | mesh overlay from SMPL | silhouette and part labels."""
-    import torch
-
-    from geometry.drawing import draw_skeleton, overlay_mesh, save_png
-    from geometry.render import part_colors
+    """Image with the 2D skeletons | mesh overlays from SMPL | part labels, else each person's
+    instance in its colour (silhouette in white without either; `ignore_mask` grey) | for
+    records with 3D, a top view (meshes where SMPL is known, else the 3D keypoints; the camera
+    looks up the image)."""
+    from geometry.drawing import draw_skeleton, save_png
 
     assert record.image is not None
     edges = joint_sets.drawing_edges(record.joint_set)
-    skeleton = record.image
-    meshed = record.image
+    skeleton, meshed = record.image, record.image
+    meshes = []
     for person in record.people:
         points = native_keypoints(person.keypoints2d, record.joint_set)
         skeleton = draw_skeleton(skeleton, points, edges)
-        if person.pose is not None and person.transl is not None:
-            model = reader.body_models.get(person.gender)
-            with torch.no_grad():
-                out_body = model(
-                    torch.as_tensor(person.pose, dtype=torch.float32)[None],
-                    torch.as_tensor(person.betas, dtype=torch.float32)[None],
-                    torch.as_tensor(person.transl, dtype=torch.float32)[None],
-                )
-            meshed = overlay_mesh(meshed, out_body.vertices[0], model.faces, record.K)
-    labels = np.zeros(record.image_size, np.int64) if record.part_segm is None else record.part_segm
-    palette = part_colors(torch.arange(25), 25).numpy()
-    parts = (palette[labels] * 255).astype(np.uint8)
-    parts[labels == 0] = 0
-    if record.mask is not None:
-        parts[record.mask & (labels == 0)] = 255  # silhouette without part labels: white
-    save_png(out, np.concatenate([skeleton, meshed, parts], axis=1))
+        mesh = _person_mesh(person, reader)
+        if mesh is not None:
+            meshes.append(mesh)
+            meshed = _overlay(meshed, mesh, record.K)
+    panels = [skeleton, meshed, _label_panel(record)]
+    top = _top_view(record, meshes, record.image_size[0])
+    save_png(out, np.concatenate(panels + ([top] if top is not None else []), axis=1))
+
+
+def _person_mesh(person, reader: DatasetReader):
+    import torch
+
+    if person.pose is None or person.transl is None or reader.options.body_models is None:
+        return None
+    model = reader.body_models.get(person.gender)
+    with torch.no_grad():
+        body = model(
+            torch.as_tensor(person.pose, dtype=torch.float32)[None],
+            torch.as_tensor(person.betas, dtype=torch.float32)[None],
+            torch.as_tensor(person.transl, dtype=torch.float32)[None],
+        )
+    return body.vertices[0], model.faces
+
+
+def _overlay(image: np.ndarray, mesh, K: np.ndarray) -> np.ndarray:
+    from geometry.drawing import overlay_mesh
+
+    return overlay_mesh(image, mesh[0], mesh[1], K)
+
+
+def _label_panel(record: SceneRecord) -> np.ndarray:
+    import torch
+
+    from geometry.drawing import PERSON_COLORS
+    from geometry.render import part_colors
+
+    panel = np.zeros((*record.image_size, 3), np.uint8)
+    if record.part_segm is not None and record.part_segm.any():
+        palette = part_colors(torch.arange(25), 25).numpy()
+        panel = (palette[record.part_segm] * 255).astype(np.uint8)
+        panel[record.part_segm == 0] = 0
+        if record.mask is not None:
+            panel[record.mask & (record.part_segm == 0)] = 255  # silhouette without labels
+    elif record.instance_map is not None and len(record.people) > 1:
+        for k in range(len(record.people)):
+            color = np.asarray(PERSON_COLORS[k % len(PERSON_COLORS)]) * 255
+            panel[record.instance_map == k + 1] = color.astype(np.uint8)
+    elif record.mask is not None:
+        panel[record.mask] = 255
+    if record.ignore_mask is not None:
+        panel[record.ignore_mask] = 128
+    return panel
+
+
+def _top_view(record: SceneRecord, meshes: list, size: int) -> np.ndarray | None:
+    """(size, size, 3) view from above: meshes when every person has one, else the people's
+    3D keypoints as dots (x right, depth up the panel); None without 3D."""
+    import cv2
+
+    from geometry.drawing import PERSON_COLORS, scene_views
+
+    if meshes and len(meshes) == len(record.people):
+        return scene_views(meshes, (size, size))["top"]
+    people = [p.keypoints3d[p.keypoints3d[:, 3] > 0, :3] for p in record.people]
+    people = [points for points in people if len(points)]
+    if not people:
+        return None
+    panel = np.full((size, size, 3), 255, np.uint8)
+    everything = np.concatenate(people)
+    low, high = everything[:, [0, 2]].min(axis=0), everything[:, [0, 2]].max(axis=0)
+    scale = 0.9 * size / max(float((high - low).max()), 1e-3)
+    for k, points in enumerate(people):
+        color = tuple(int(255 * c) for c in PERSON_COLORS[k % len(PERSON_COLORS)])
+        for x, z in points[:, [0, 2]]:
+            u = int(0.05 * size + (x - low[0]) * scale)
+            v = int(size - 1 - 0.05 * size - (z - low[1]) * scale)
+            cv2.circle(panel, (u, v), max(2, size // 200), color, -1)
+    return panel

@@ -11,8 +11,9 @@ import torch
 
 from datamodules.base import DatasetReader, ReaderOptions
 from datamodules.datamodule import CropDataModule, per_device_batch_size
-from datamodules.datasets import CropDataset, collate_crops
+from datamodules.datasets import CropDataset, SceneDataset, collate_crops
 from datamodules.io import DataError
+from datamodules.scenes import collate_scenes
 from datamodules.synthetic.render import SceneRenderer
 from tests.datamodules.scene_fixtures import rendered_record
 
@@ -61,6 +62,24 @@ def test_bad_sample_raises_naming_the_file_unless_skipped(memory_root):
         assert len(indexed) == 3 and indexed.skipped.value == 1
         with pytest.raises(DataError, match=r"broken_1\.jpg"):
             CropDataset(MemoryReader(memory_root, "train"), 64)
+    finally:
+        MemoryReader.bad = set()
+
+
+def test_scene_dataset_pads_and_skips_like_crops(memory_root):
+    strict = SceneDataset(MemoryReader(memory_root, "train"), (128, 160))
+    lenient = SceneDataset(MemoryReader(memory_root, "train"), (128, 160), skip_bad_samples=True)
+    assert len(strict) == 4
+    sample = strict[0]
+    assert sample["image"].shape == (3, 128, 160) and sample["instance_map"].shape == (128, 160)
+    assert sample["keypoints2d"].shape[0] == len(MemoryReader.records[0].people)
+    MemoryReader.bad = {2}
+    try:
+        with pytest.raises(DataError, match=r"broken_2\.jpg"):
+            strict[2]
+        assert lenient[2]["meta"]["sample_id"] == "rendered_3" and lenient.skipped.value == 1
+        batch = collate_scenes([lenient[0], lenient[3]])
+        assert batch["image"].shape == (2, 3, 128, 160) and batch["person_valid"].all()
     finally:
         MemoryReader.bad = set()
 

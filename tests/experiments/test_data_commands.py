@@ -1,4 +1,4 @@
-"""The data commands end to end on the tiny world of each single-person dataset: synth,
+"""The data commands end to end on the tiny world of each dataset written so far: synth,
 check-data, inspect-data (--json keys, --png), and their errors."""
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import pytest
 
 from experiments.cli import main
 
-DATASETS = ("surreal", "up3d", "h36m", "pw3d")
-SPLITS = {"surreal": "val", "up3d": "test", "h36m": "p1", "pw3d": "test"}
+DATASETS = ("surreal", "up3d", "h36m", "pw3d", "coco", "panoptic", "jta")
+SPLITS = {"surreal": "val", "up3d": "test", "h36m": "p1", "pw3d": "test", "coco": "train2014",
+          "panoptic": "zanfir", "jta": "test"}  # fmt: skip
 JSON_KEYS = {
     "dataset",
     "split",
@@ -47,6 +48,11 @@ def world(tmp_path_factory, body_models_root) -> Path:
         ]
     )
     assert status == 0
+    # JTA's records never decode video: its frames are prepared ahead.
+    assert (
+        main(["prepare", "jta", "--data-root", str(root), f"body_model.root={body_models_root}"])
+        == 0
+    )
     return root
 
 
