@@ -69,7 +69,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +77,7 @@ import torch
 
 from datamodules.base import DatasetReader, register_reader
 from datamodules.cache import build_entry, entry_dir, is_complete, source_key
-from datamodules.io import DataError, missing, read_image, savez
+from datamodules.io import DataError, missing, read_image, read_json, savez
 from datamodules.part_labels import cached_maps, render_layered_part_maps
 from datamodules.records import (
     GENDER_CODES,
@@ -233,7 +232,7 @@ class COCOReader(DatasetReader):
         )
         if not self.annotation_file.is_file():
             raise missing(self.annotation_file, f"COCO annotations of {self.year_split}", LAYOUT)
-        data = _read_json(self.annotation_file)
+        data = read_json(self.annotation_file)
         self.images = self._index_images(data)
         self._eft_keys: list[str] = []
         self.fits, self.duplicate_fits = self._read_fits()
@@ -444,17 +443,6 @@ class COCOReader(DatasetReader):
         return problems
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: top level is {type(data).__name__}, expected an object")
-    return data
-
-
 def _list_field(data: dict, key: str, path: Path) -> list[dict]:
     value = data.get(key)
     if not isinstance(value, list):
@@ -469,7 +457,7 @@ EFT_FIELDS = {"parm_pose": (24, 3, 3), "parm_shape": (10,), "parm_cam": (3,),
 def parse_eft_json(path: Path) -> dict[str, np.ndarray]:
     """EFT JSON -> arrays annot_id (N,), pose (N, 72) axis-angle, betas (N, 10), cam (N, 3),
     bbox_center (N, 2), bbox_scale (N,); samples without `annotId` are skipped."""
-    samples = [s for s in _list_field(_read_json(path), "data", path) if "annotId" in s]
+    samples = [s for s in _list_field(read_json(path), "data", path) if "annotId" in s]
     fields = {key: np.zeros((len(samples), *shape)) for key, shape in EFT_FIELDS.items()}
     for i, sample in enumerate(samples):
         for key, shape in EFT_FIELDS.items():

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -110,6 +111,21 @@ def iter_video(path: Path, sample: str = "") -> Iterator[np.ndarray]:
         raise DataError(f"{where}: cannot decode video ({error})") from error
     if count == 0:
         raise DataError(f"{where}: no video frames decoded (corrupt or truncated file)")
+
+
+def read_json(path: Path, kind: type = dict) -> Any:
+    """A JSON file whose top level is a `kind` (object or list); MissingDataError if absent,
+    DataError naming the file if unreadable or of another kind."""
+    if not path.is_file():
+        raise MissingDataError(f"{path}: file not found")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DataError(f"{path}: cannot read JSON ({error})") from error
+    if not isinstance(data, kind):
+        raise DataError(f"{path}: top level is {type(data).__name__}, expected {kind.__name__}")
+    return data
 
 
 def read_pickle(path: Path) -> Any:

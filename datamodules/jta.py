@@ -39,7 +39,6 @@ x3D, y3D, z3D (camera metres, y down), occluded, self_occluded. Records:
 from __future__ import annotations
 
 import functools
-import json
 import re
 from pathlib import Path
 
@@ -54,7 +53,15 @@ from datamodules.cache import (
     register_step,
     source_key,
 )
-from datamodules.io import DataError, MissingDataError, iter_video, missing, read_image, write_image
+from datamodules.io import (
+    DataError,
+    MissingDataError,
+    iter_video,
+    missing,
+    read_image,
+    read_json,
+    write_image,
+)
 from datamodules.records import (
     PersonRecord,
     SceneRecord,
@@ -95,13 +102,11 @@ def on_screen(points2d: np.ndarray) -> np.ndarray:
 
 def read_annotation(path: Path) -> np.ndarray:
     """(N, 10) float64 rows of a sequence file; DataError naming the file."""
-    if not path.is_file():
-        raise MissingDataError(f"{path}: file not found\n  expected layout: {LAYOUT}")
+    data = read_json(path, list)
     try:
-        with open(path, encoding="utf-8") as handle:
-            rows = np.asarray(json.load(handle), dtype=np.float64)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, TypeError) as error:
-        raise DataError(f"{path}: cannot read JSON rows of 10 numbers ({error})") from error
+        rows = np.asarray(data, dtype=np.float64)
+    except (ValueError, TypeError) as error:
+        raise DataError(f"{path}: rows of 10 numbers expected ({error})") from error
     if rows.ndim != 2 or rows.shape[1] != 10:
         raise DataError(f"{path}: rows must have 10 columns, array is {rows.shape}")
     if not np.isfinite(rows).all():

@@ -42,7 +42,6 @@ toolbox's outliers have negative ids) and at least one joint of confidence > `MI
 from __future__ import annotations
 
 import functools
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ import numpy as np
 
 from body.joint_sets import joint_names
 from datamodules.base import DatasetReader, register_reader
-from datamodules.io import DataError, MissingDataError, missing, read_image
+from datamodules.io import DataError, missing, read_image, read_json
 from datamodules.records import (
     PersonRecord,
     SceneRecord,
@@ -99,7 +98,7 @@ class Item:
 
 def read_calibration(path: Path) -> dict[str, Camera]:
     """The HD cameras of a `calibration_<seq>.json`, by name; DataError naming file and field."""
-    data = _read_json(path)
+    data = read_json(path)
     cameras = data.get("cameras")
     if not isinstance(cameras, list):
         raise DataError(f"{path}: field 'cameras' missing or not a list")
@@ -122,19 +121,6 @@ def read_calibration(path: Path) -> dict[str, Camera]:
             raise DataError(f"{path} (camera {name}): NaN/inf in K, distCoef, R or t")
         result[name] = Camera(name, K, dist, R, t, (height, width))
     return result
-
-
-def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise MissingDataError(f"{path}: file not found\n  expected layout: {LAYOUT}")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DataError(f"{path}: cannot read JSON ({error})") from error
-    if not isinstance(data, dict):
-        raise DataError(f"{path}: top level is {type(data).__name__}, expected an object")
-    return data
 
 
 def world_to_camera(points_cm: np.ndarray, camera: Camera) -> np.ndarray:
@@ -238,7 +224,7 @@ class PanopticReader(DatasetReader):
         assert found is not None
         folder, key, joint_set = found
         path = folder / f"body3DScene_{frame:08d}.json"
-        bodies = _read_json(path).get("bodies")
+        bodies = read_json(path).get("bodies")
         if not isinstance(bodies, list):
             raise DataError(f"{path}: field 'bodies' missing or not a list")
         count = len(joint_names(joint_set))

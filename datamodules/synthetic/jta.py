@@ -40,7 +40,7 @@ SIZES = {  # sequences per split, frames per sequence of each split, crowd size
              "val_frames": 3, "people": 10},
     "ci": {"train": 2, "test": 2, "val": 1, "train_frames": 11, "test_frames": 10,
            "val_frames": 3, "people": 20},
-    "small": {"train": 3, "test": 2, "val": 1, "train_frames": 26, "test_frames": 20,
+    "small": {"train": 2, "test": 1, "val": 1, "train_frames": 11, "test_frames": 10,
               "val_frames": 3, "people": 30},
     "full": {"train": 16, "test": 8, "val": 4, "train_frames": 96, "test_frames": 50,
              "val_frames": 10, "people": 40},

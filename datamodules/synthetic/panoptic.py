@@ -47,7 +47,7 @@ SEQUENCES = ("160422_haggling1", "160422_mafia2", "160422_ultimatum1", "160906_p
 SIZES = {
     "tiny": {"sequences": 1, "frames": 2, "people": 3},
     "ci": {"sequences": 4, "frames": 4, "people": 4},
-    "small": {"sequences": 4, "frames": 6, "people": 4},
+    "small": {"sequences": 4, "frames": 4, "people": 4},
     "full": {"sequences": 4, "frames": 300, "people": 4},
 }
 RENDERED_CAMERAS = ("00_16", "00_30")
