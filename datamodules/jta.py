@@ -288,7 +288,7 @@ def prepare_frames(ctx: PrepareContext) -> str:
             cached += is_complete(reader.frames_entry(number))
             reader.extract_frames(number)
             done += 1
-    return f"jta frames: {done} videos ({done - cached} extracted, {cached} cached)"
+    return f"{done} videos ({done - cached} extracted, {cached} cached)"
 
 
 register_step("jta", "frames", prepare_frames)

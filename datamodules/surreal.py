@@ -599,7 +599,7 @@ def prepare_frames(ctx: PrepareContext) -> str:
     cached = sum(is_complete(reader.frames_entry(clip)) for reader, clip in work)
     for reader, clip in tqdm(work, desc="surreal frames", unit="clip", disable=not ctx.progress):
         reader.extract_frames(clip)
-    summary = f"surreal frames: {len(work)} clips ({len(work) - cached} extracted, {cached} cached)"
+    summary = f"{len(work)} clips ({len(work) - cached} extracted, {cached} cached)"
     if len(work) < len(clips):
         summary += f"; {len(clips) - len(work)} clips have no mp4"
     return summary

@@ -284,7 +284,7 @@ def test_frames_extracted_once(tiny_root, reader_options, monkeypatch):
         tiny_root, reader_options.cache_root, Path("unused"), "mannequin", progress=False
     )
     summary = steps_for("surreal")["frames"](context)
-    assert summary == "surreal frames: 8 clips (8 extracted, 0 cached)"
+    assert summary == "8 clips (8 extracted, 0 cached)"
 
     def refuse(*args, **kwargs):
         raise AssertionError("decoded a video although its frames are cached")
