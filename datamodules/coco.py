@@ -135,15 +135,20 @@ def ray_alignment(K: np.ndarray, pixel: np.ndarray) -> np.ndarray:
     return np.eye(3) + sin * skew + (1 - cos) * skew @ skew
 
 
-def crop_frame(fit: EFTFit, K: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(R_align, transl in the crop frame at focal K[0, 0]) of a fit (module docstring)."""
+def crop_transl(fit: EFTFit, focal: float) -> np.ndarray:
+    """(3,) the fit's transl (tx, ty, 2 f / (s b)) for a crop camera of focal length `focal`
+    px (b = the crop side in original pixels): the depth at which it shows the body as EFT's
+    weak-perspective camera does."""
     s, tx, ty = (float(v) for v in fit.cam)
     side = 200.0 * fit.bbox_scale
     if s <= 0 or side <= 0:
         raise DataError(f"EFT fit with camera scale {s} and bbox_scale {fit.bbox_scale}")
-    # The crop centre in the suite's pixels (COCO's continuous coordinates minus half a pixel).
-    centre = np.asarray(fit.bbox_center, np.float64) - 0.5
-    return ray_alignment(K, centre), np.array([tx, ty, 2.0 * K[0, 0] / (s * side)])
+    return np.array([tx, ty, 2.0 * focal / (s * side)])
+
+
+def crop_centre(fit: EFTFit) -> np.ndarray:
+    """The crop centre in the suite's pixels (COCO's continuous coordinates minus half a pixel)."""
+    return np.asarray(fit.bbox_center, np.float64) - 0.5
 
 
 def crop_to_full(
@@ -151,7 +156,7 @@ def crop_to_full(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pose (72,), transl (3,)) of an EFT fit in the camera K (module docstring); `root_joint`
     is J0 of the fit's shaped rest body."""
-    rotation, transl = crop_frame(fit, K)
+    rotation, transl = ray_alignment(K, crop_centre(fit)), crop_transl(fit, K[0, 0])
     root, moved = world_to_camera_smpl(
         torch.as_tensor(fit.pose[:3]), torch.as_tensor(transl), torch.as_tensor(root_joint),
         torch.as_tensor(rotation.T), torch.zeros(3, dtype=torch.float64),
@@ -161,19 +166,14 @@ def crop_to_full(
     return pose, moved.numpy()
 
 
-def crop_camera_view(person: PersonRecord, fit: EFTFit | None) -> tuple[PersonRecord, np.ndarray]:
+def crop_camera_view(person: PersonRecord, fit: EFTFit) -> tuple[PersonRecord, np.ndarray]:
     """The fit as EFT's crop camera sees it, in original-image pixels: a copy of the person with
-    the fit's own pose and transl (tx, ty, 2 f / (s b)), and that camera's K (f = 5000 b / 224
-    px, principal point at the crop centre)."""
-    if fit is None:
-        raise ValueError("crop_camera_view needs an EFT fit")
-    s, tx, ty = (float(v) for v in fit.cam)
-    side = 200.0 * fit.bbox_scale
-    focal = EFT_FOCAL * side / EFT_CROP
-    K = np.array([[focal, 0.0, fit.bbox_center[0] - 0.5],
-                  [0.0, focal, fit.bbox_center[1] - 0.5], [0.0, 0.0, 1.0]])  # fmt: skip
-    transl = np.array([tx, ty, 2.0 * focal / (s * side)])
-    return dataclasses.replace(person, pose=fit.pose.copy(), transl=transl), K
+    the fit's own pose and `crop_transl`, and that camera's K (f = 5000 b / 224 px, principal
+    point at the crop centre)."""
+    focal = EFT_FOCAL * 200.0 * fit.bbox_scale / EFT_CROP
+    cx, cy = crop_centre(fit)
+    K = np.array([[focal, 0.0, cx], [0.0, focal, cy], [0.0, 0.0, 1.0]])
+    return dataclasses.replace(person, pose=fit.pose.copy(), transl=crop_transl(fit, focal)), K
 
 
 def _annotation_error(path: Path, annotation: dict, problem: str) -> DataError:
@@ -382,12 +382,10 @@ class COCOReader(DatasetReader):
 
     def _add_part_maps(self, record: SceneRecord, annotations: list[dict]) -> None:
         """Part labels of the EFT fits in their crop cameras (module docstring)."""
-        fits = [self.fits.get(int(a["id"])) for a in annotations]
+        fits = [self.fits[int(a["id"])] for a in annotations if int(a["id"]) in self.fits]
         models = self.options.body_models
-        if models is None or not self.options.render_part_labels:
-            return
-        if any(fit is None for fit in fits) or not all(p.flags["has_smpl"] for p in record.people):
-            return
+        if models is None or not self.options.render_part_labels or len(fits) < len(annotations):
+            return  # (with body models and a fit for everyone, every person has SMPL)
         depths = [float(np.asarray(person.transl)[2]) for person in record.people]
         far_first = sorted(range(len(fits)), key=lambda k: -depths[k])
         layers = [crop_camera_view(record.people[k], fits[k]) for k in far_first]

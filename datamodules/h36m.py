@@ -322,6 +322,7 @@ def fit_transl(
     zeros = np.zeros((1, 72)), np.zeros((1, 10))
     for gender in np.unique(genders):
         available = models.get(int(gender)).canonical_available[indices].cpu().numpy()
+        provided = np.where(available, 1.0, 0.0)[:, None]  # S rows the body model can match
         rest = models.keypoints(*zeros, np.zeros((1, 3)), int(gender))[0, indices]
         unit = models.keypoints(*zeros, np.ones((1, 3)), int(gender))[0, indices]
         chosen = np.flatnonzero((genders == gender) & has_smpl & finite)
@@ -331,7 +332,7 @@ def fit_transl(
             betas = np.asarray(data["shape"][part], np.float64)
             posed = models.keypoints(pose, betas, np.zeros((len(part), 3)), int(gender))
             for row, keypoints in zip(part, posed[:, indices], strict=True):
-                S = np.asarray(data["S"][row], np.float64) * np.where(available, 1.0, 0.0)[:, None]
+                S = np.asarray(data["S"][row], np.float64) * provided
                 fit = derive_transl(keypoints, keypoints + (unit - rest), S)
                 if fit is not None:
                     transl[row] = fit
@@ -486,10 +487,8 @@ class H36MReader(DatasetReader):
 
     def _transl(self, row: int) -> np.ndarray | None:
         """Least-squares transl of `row` (module docstring); None without body models."""
-        if self.options.body_models is None:
+        if self._transl_rows is None:  # fitted in _open when body models are configured
             return None
-        if self._transl_rows is None:
-            self._transl_rows = self._cached_transl()
         transl = self._transl_rows[row]
         return None if np.isnan(transl).any() else transl.copy()
 

@@ -7,8 +7,9 @@
     coco/eft/COCO2014-All-ver01.json                     EFT fits of train2014's people
 
 Images. 640 x 480 or 640 x 427, 1 to 4 neutral-gender people from the prior standing on a
-ground plane 1.4 to 1.8 m below the camera at 3 to 12 m (`datamodules.synthetic.ground`: never
-interpenetrating, often overlapping in the image), textures, procedural background, an occluder
+ground plane 1.4 to 1.8 m below the camera at 3 to 12 m, as a group around one direction
+(`datamodules.synthetic.ground.walkers`: never interpenetrating, often overlapping in the
+image), textures, procedural background, an occluder
 on some images. COCO has no camera, so the world renders with the reader's default intrinsics
 (`datamodules.coco.default_intrinsics`), which makes the EFT fits' placement exact on read.
 
@@ -47,9 +48,8 @@ from pycocotools import mask as mask_utils
 from body.joint_sets import canonical_indices
 from datamodules.coco import default_intrinsics, ray_alignment
 from datamodules.io import write_image, write_text
-from datamodules.synthetic.ground import PlacementError, place_group
-from datamodules.synthetic.prior import sample_betas, sample_pose_sequence
-from datamodules.synthetic.render import Frames, Person, SceneRenderer
+from datamodules.synthetic.ground import PlacementError, walkers
+from datamodules.synthetic.render import Frames, SceneRenderer
 from geometry.cameras import world_to_camera_smpl
 from geometry.rotations import axis_angle_to_matrix
 
@@ -64,6 +64,7 @@ IMAGE_SIZES = ((480, 640), (427, 640))
 PEOPLE = (1, 4)
 DEPTHS = (3.0, 12.0)
 CAMERA_HEIGHTS = (1.4, 1.8)
+GROUP_SPREAD_M = 0.8
 OCCLUDER_PROBABILITY = 0.3
 UNLABELLED_PROBABILITY = 0.1
 CROWD_PROBABILITY = 0.3
@@ -214,22 +215,25 @@ def render_sample(
 ) -> Sample:
     image_size = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
     K = default_intrinsics(image_size[1], image_size[0])
+    camera_height = rng.uniform(*CAMERA_HEIGHTS)
+
+    group = rng.uniform(-0.5, 0.5)  # the group's direction, as a fraction of the half view
+
+    def start(rng: np.random.Generator) -> np.ndarray:
+        """(x, z) on the floor: people stand as a group, so they often overlap in the image."""
+        depth = rng.uniform(*DEPTHS)
+        x = group * depth * (image_size[1] / 2) / K[0, 0] + rng.normal(0.0, GROUP_SPREAD_M)
+        return np.array([x, depth])
+
     while True:
-        people = [
-            Person(
-                sample_pose_sequence(rng, 1, still=True),
-                sample_betas(rng),
-                np.zeros((1, 3)),
-                "neutral",
-                renderer.random_colors(rng),
-            )
-            for _ in range(int(rng.integers(PEOPLE[0], PEOPLE[1] + 1)))
-        ]
+        count = int(rng.integers(PEOPLE[0], PEOPLE[1] + 1))
         try:
-            place_group(renderer, people, K, image_size, rng, DEPTHS, rng.uniform(*CAMERA_HEIGHTS))
+            people = walkers(renderer, rng, count, 1, start, lambda rng: np.zeros(2))
             break
         except PlacementError:
             continue
+    for person in people:  # the floor is camera_height below the camera (y down)
+        person.transl = person.transl + np.array([0.0, camera_height, 0.0])
     occluders = int(rng.uniform() < OCCLUDER_PROBABILITY)
     frames = renderer.render(people, K, image_size, rng, occluders=occluders)
     farthest = int(np.argmax([p.transl[0, 2] for p in people]))

@@ -1,9 +1,9 @@
 """Groups of people standing on a ground plane, never interpenetrating (the multi-person worlds).
 
-The camera looks along +z (OpenCV axes, y down) from `camera_height` metres above a horizontal
-ground plane y = camera_height. Each person's lowest vertex touches the plane; positions are
-drawn at depths in a range and across the field of view, so people often overlap in the image.
-A drawn position is rejected when the person would interpenetrate someone already placed:
+`walkers` places people in a world frame with y down and the floor at y = 0 (Panoptic's frame;
+the other worlds move it under their camera): each person's lowest vertex touches the floor in
+every frame, at positions and steps the caller draws. A drawn position is rejected when the
+person would interpenetrate someone already placed:
 for every pair whose 3D boxes overlap, the vertices of one are looked up in the other's signed
 distance grid (`geometry.sdf.signed_distance_grid`, fast variant, 32^3 over the padded box);
 any vertex inside (negative distance) rejects the position. The grid's error is below 0.65 of a
@@ -32,20 +32,6 @@ class PlacementError(RuntimeError):
     """No position without interpenetration was found for a person."""
 
 
-def rest_vertices(renderer: SceneRenderer, person: Person) -> np.ndarray:
-    """(V, 3) float64 vertices of the first frame with zero translation."""
-    still = Person(person.pose[:1], person.betas, np.zeros((1, 3)), person.gender, person.colors)
-    return renderer.pose(still).vertices[0].astype(np.float64)
-
-
-def ground_transl(vertices: np.ndarray, x: float, z: float, camera_height: float) -> np.ndarray:
-    """(3,) transl putting the body's horizontal middle at (x, z) and its lowest point (largest
-    y, the camera's y points down) on the ground plane y = camera_height."""
-    low, high = vertices.min(axis=0), vertices.max(axis=0)
-    middle = (low + high) / 2
-    return np.array([x - middle[0], camera_height - high[1], z - middle[2]])
-
-
 def interpenetrate(a: np.ndarray, b: np.ndarray, faces: torch.Tensor) -> bool:
     """Whether meshes with vertices `a` and `b` (V, 3) intersect (module docstring)."""
     if (a.min(axis=0) > b.max(axis=0)).any() or (b.min(axis=0) > a.max(axis=0)).any():
@@ -60,35 +46,6 @@ def interpenetrate(a: np.ndarray, b: np.ndarray, faces: torch.Tensor) -> bool:
             if (distance < 0).any():
                 return True
     return False
-
-
-def place_group(
-    renderer: SceneRenderer,
-    people: list[Person],
-    K: np.ndarray,
-    image_size: tuple[int, int],
-    rng: np.random.Generator,
-    depth_range: tuple[float, float],
-    camera_height: float,
-) -> None:
-    """Set every person's (single-frame) `transl`: on the ground, in view, no interpenetration."""
-    width = image_size[1]
-    placed: list[np.ndarray] = []
-    for person in people:
-        vertices = rest_vertices(renderer, person)
-        for _ in range(MAX_TRIES):
-            z = rng.uniform(*depth_range)
-            half_view = z * (width / 2) / K[0, 0]
-            x = z * (rng.uniform(0, width) - K[0, 2]) / K[0, 0]
-            x = float(np.clip(x, -0.9 * half_view, 0.9 * half_view))
-            transl = ground_transl(vertices, x, z, camera_height)
-            moved = vertices + transl
-            if not any(interpenetrate(moved, other, renderer.faces) for other in placed):
-                break
-        else:
-            raise PlacementError(f"no free position after {MAX_TRIES} tries")
-        person.transl = transl[None]
-        placed.append(moved)
 
 
 def walkers(

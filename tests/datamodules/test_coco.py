@@ -189,7 +189,16 @@ def test_eft_fits_attach_to_their_annotations_and_reach_crops(tmp_path, body_mod
     # (8% without turning the root by the ray alignment).
     assert max(placement) < 0.06, placement
     # The cache holds the parsed fits: a second reader does not parse the JSON again.
-    assert (tmp_path / "cache" / "coco_eft").is_dir()
+    import datamodules.coco as coco_module
+
+    def no_parse(path):
+        raise AssertionError(f"{path} parsed again instead of read from the cache")
+
+    original, coco_module.parse_eft_json = coco_module.parse_eft_json, no_parse
+    try:
+        assert COCOReader(root, "train2014", options).fits.keys() == everyone.fits.keys()
+    finally:
+        coco_module.parse_eft_json = original
 
 
 def _check_placement(person, fit, body_models) -> float:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datamodules.coco import default_intrinsics
-from datamodules.synthetic.ground import interpenetrate, place_group, rest_vertices
+from datamodules.synthetic.ground import interpenetrate, walkers
 from datamodules.synthetic.prior import sample_betas, sample_pose_sequence
 from datamodules.synthetic.render import Person, SceneRenderer
 
@@ -23,7 +22,7 @@ def _person(renderer: SceneRenderer, rng: np.random.Generator) -> Person:
 
 def test_interpenetration_is_detected_only_when_bodies_intersect(renderer):
     rng = np.random.default_rng(0)
-    body = rest_vertices(renderer, _person(renderer, rng))
+    body = renderer.pose(_person(renderer, rng)).vertices[0].astype(np.float64)
     assert interpenetrate(body, body + np.array([0.1, 0.0, 0.05]), renderer.faces)
     assert not interpenetrate(body, body + np.array([1.5, 0.0, 0.0]), renderer.faces)
     # Same place, one body moved back by its depth extent and a little: boxes just apart.
@@ -31,17 +30,19 @@ def test_interpenetration_is_detected_only_when_bodies_intersect(renderer):
     assert not interpenetrate(body, body + np.array([0.0, 0.0, 1.01 * extent[2]]), renderer.faces)
 
 
-def test_group_stands_on_the_ground_in_view_without_intersections(renderer):
+def test_walkers_stand_on_the_floor_at_their_positions_without_intersections(renderer):
     rng = np.random.default_rng(3)
-    K = default_intrinsics(640, 480)
-    people = [_person(renderer, rng) for _ in range(5)]
-    place_group(renderer, people, K, (480, 640), rng, (3.0, 6.0), camera_height=1.6)
-    bodies = [renderer.pose(p).vertices[0].astype(np.float64) for p in people]
+    step = np.array([0.05, 0.0])
+
+    def start(rng):  # a tight cluster: some draws must be rejected
+        return rng.uniform([-2.0, 3.0], [2.0, 5.0])
+
+    people = walkers(renderer, rng, 5, 3, start, lambda rng: step)
+    bodies = [renderer.pose(p).vertices.astype(np.float64) for p in people]  # (T, V, 3)
     for k, body in enumerate(bodies):
-        assert body[:, 1].max() == pytest.approx(1.6, abs=1e-5)  # lowest point on the ground
-        centre = body.mean(axis=0)
-        assert 3.0 - 1.0 < centre[2] < 6.0 + 1.0
-        u = K[0, 0] * centre[0] / centre[2] + K[0, 2]
-        assert 0 <= u < 640
+        np.testing.assert_allclose(body[:, :, 1].max(axis=1), 0.0, atol=1e-5)  # y down: floor
+        middle = (body.min(axis=1) + body.max(axis=1)) / 2
+        np.testing.assert_allclose(np.diff(middle[:, 0]), 0.05, atol=1e-5)  # walks its step
         for other in bodies[k + 1 :]:
-            assert not interpenetrate(body, other, renderer.faces)
+            for t in (0, 2):
+                assert not interpenetrate(body[t], other[t], renderer.faces)

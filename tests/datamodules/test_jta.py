@@ -79,7 +79,15 @@ def test_round_trip(world, truth, prepared):
             np.testing.assert_allclose(record.K, [[1158, 0, 960], [0, 1158, 540], [0, 0, 1]])
     reader = JTAReader(world, "test", prepared)
     assert reader.items == [(256, 3)]  # frames 10, 20, ... do not exist: the last frame
-    assert reader.dropped_people >= 0
+    rows = truth["test", 256].rows
+    rows = rows[rows[:, 0] == 3]
+    off_screen = [
+        i for i in np.unique(rows[:, 1]) if not on_screen(rows[rows[:, 1] == i][:, 3:5]).any()
+    ]
+    assert len(reader.record(0, load_image=False).people) + len(off_screen) == len(
+        np.unique(rows[:, 1])
+    )
+    assert reader.dropped_people == len(off_screen) > 0
 
 
 def test_projection_consistency(world, prepared):
