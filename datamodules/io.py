@@ -79,7 +79,14 @@ def load_mat(path: Path) -> dict[str, Any]:
         return scipy.io.loadmat(str(path))
     except NotImplementedError:  # MATLAB v7.3
         return _load_hdf5_mat(path)
-    except (ValueError, OSError, TypeError, EOFError, scipy.io.matlab.MatReadError) as error:
+    except (
+        ValueError,
+        OSError,
+        TypeError,
+        EOFError,
+        IndexError,
+        scipy.io.matlab.MatReadError,
+    ) as error:
         raise DataError(f"{path}: cannot read MATLAB file ({error})") from error
 
 

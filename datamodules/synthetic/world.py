@@ -41,6 +41,7 @@ WRITERS: dict[str, tuple[str, str]] = {
     "coco": ("datamodules.synthetic.coco", "coco"),
     "panoptic": ("datamodules.synthetic.panoptic", "panoptic"),
     "jta": ("datamodules.synthetic.jta", "jta"),
+    "mupots": ("datamodules.synthetic.mupots", "mupots"),
 }
 DATASET_INDEX = {
     name: index

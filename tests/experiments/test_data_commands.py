@@ -11,9 +11,9 @@ import pytest
 
 from experiments.cli import main
 
-DATASETS = ("surreal", "up3d", "h36m", "pw3d", "coco", "panoptic", "jta")
+DATASETS = ("surreal", "up3d", "h36m", "pw3d", "coco", "panoptic", "jta", "mupots")
 SPLITS = {"surreal": "val", "up3d": "test", "h36m": "p1", "pw3d": "test", "coco": "train2014",
-          "panoptic": "zanfir", "jta": "test"}  # fmt: skip
+          "panoptic": "zanfir", "jta": "test", "mupots": "test"}  # fmt: skip
 JSON_KEYS = {
     "dataset",
     "split",
