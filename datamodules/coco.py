@@ -61,23 +61,40 @@ EFT files. Every `coco/eft/*.json` (`{"ver", "data": [...]}`, each sample with `
 samples without `annotId`, from other datasets, are skipped). Files are read in name order and
 the first fit of an annotation wins (`COCO2014-All` before `COCO2014-Part`, which repeats a
 subset of it); later ones are counted in `duplicate_fits`. Each file is parsed once into the
-cache (step `coco_eft`), since the real ones hold tens of thousands of fits. SPIN-style EFT
-npz files (datasets.md 3.6) carry no camera and no annotation id; they are not read yet.
+cache (step `coco_eft`), since the real ones hold tens of thousands of fits.
+
+SPIN-style EFT npz files (`coco/eft/*.npz`, EFT's `exportOursToSpin`, datasets.md 3.6: `imgname`,
+`center`, `scale`, `part` (24, 3) J24 keypoints, `pose` (72,) axis-angle, `shape` (10,),
+optional `has_smpl`) are read after every JSON file, so a JSON fit of the same annotation wins.
+They carry neither an annotation id nor a camera:
+- matching: the image id is the number that ends `imgname` (2014 and 2017 file names both end
+  in it); within that image the fit goes to the person annotation whose labelled keypoints lie
+  nearest to the fit's `part` rows (J24 -> `coco_17` through `body.joint_sets`), if the mean
+  distance over the joints both label is at most `NPZ_MATCH_PX`; fits with `has_smpl` 0 are
+  skipped, and unmatched ones are counted in `unmatched_fits`;
+- camera: refitted when the person is read (needs `body_models`) from the fit's labelled
+  keypoints and its body's `coco_17` keypoints at zero translation, in SPIN's perspective
+  reading of the crop (focal 5000 px per 224 crop pixels, `refit_camera`), the model EFT's
+  optimisation used. From there the fit follows the JSON path (`crop_to_full`, crop-camera
+  part labels). It is a refit, not EFT's own camera (which also used OpenPose points); on
+  keypoints the crop camera projects it recovers the camera exactly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from body.joint_sets import canonical_indices, mapping
 from datamodules.base import DatasetReader, register_reader
 from datamodules.cache import build_entry, entry_dir, is_complete, source_key
-from datamodules.io import DataError, missing, read_image, read_json, savez
+from datamodules.io import DataError, field, load_npz, missing, read_image, read_json, savez
 from datamodules.part_labels import cached_maps, render_layered_part_maps
 from datamodules.records import (
     GENDER_CODES,
@@ -97,6 +114,8 @@ NUM_KEYPOINTS = 17
 PERSON_CATEGORY = 1
 EFT_STEP, EFT_CACHE_VERSION = "coco_eft", 1
 EFT_CROP, EFT_FOCAL = 224, 5000.0  # SPIN's crop side and its focal length (datasets.md 3.6)
+NPZ_MATCH_PX = 2.0
+IMAGE_ID_IN_NAME = re.compile(r"(\d+)\.\w+$")
 LAYOUT = (
     "coco/annotations/person_keypoints_<split>.json, coco/<split>/<file_name> "
     "(split = train2014 | val2014 | train2017 | val2017), optional EFT fits coco/eft/*.json"
@@ -105,13 +124,16 @@ LAYOUT = (
 
 @dataclass
 class EFTFit:
-    """One EFT fit: camera-frame SMPL and EFT's weak-perspective crop camera."""
+    """One EFT fit: crop-camera-frame SMPL and EFT's weak-perspective crop camera (None for an
+    npz fit until `refit_camera` refits it from `keypoints`)."""
 
     pose: np.ndarray  # (72,) axis-angle
     betas: np.ndarray  # (10,)
-    cam: np.ndarray  # (3,) s, tx, ty
+    cam: np.ndarray | None  # (3,) s, tx, ty
     bbox_center: np.ndarray  # (2,) original-image pixels
     bbox_scale: float  # crop side / 200
+    keypoints: np.ndarray | None = None  # (17, 3) coco_17 of an npz fit, for the refit
+    source: str = ""  # file and sample, for error messages
 
 
 def default_intrinsics(width: int, height: int) -> np.ndarray:
@@ -139,6 +161,8 @@ def crop_transl(fit: EFTFit, focal: float) -> np.ndarray:
     """(3,) the fit's transl (tx, ty, 2 f / (s b)) for a crop camera of focal length `focal`
     px (b = the crop side in original pixels): the depth at which it shows the body as EFT's
     weak-perspective camera does."""
+    if fit.cam is None:
+        raise ValueError(f"{fit.source}: the fit's camera is not refitted yet")
     s, tx, ty = (float(v) for v in fit.cam)
     side = 200.0 * fit.bbox_scale
     if s <= 0 or side <= 0:
@@ -149,6 +173,35 @@ def crop_transl(fit: EFTFit, focal: float) -> np.ndarray:
 def crop_centre(fit: EFTFit) -> np.ndarray:
     """The crop centre in the suite's pixels (COCO's continuous coordinates minus half a pixel)."""
     return np.asarray(fit.bbox_center, np.float64) - 0.5
+
+
+def refit_camera(fit: EFTFit, joints: np.ndarray) -> np.ndarray:
+    """(3,) [s, tx, ty] of EFT's crop camera refitted to the fit's labelled `keypoints` (module
+    docstring): SPIN's perspective reading of the crop (focal 5000 px per 224 crop pixels,
+    principal point at the crop centre), translation by linear least squares as SPIN's
+    `estimate_translation_np` solves it, f tx - u tz = u Z - f X and f ty - v tz = v Z - f Y
+    with (u, v) relative to the centre; then s = 2 f / (b tz). `joints` (17, 3) are the body's
+    `coco_17` keypoints at zero translation. DataError naming the fit when fewer than two
+    keypoints are labelled or the body would lie behind the camera."""
+    assert fit.keypoints is not None
+    labelled = fit.keypoints[:, 2] > 0
+    if labelled.sum() < 2:
+        raise DataError(f"{fit.source}: {int(labelled.sum())} labelled keypoints; the camera "
+                        "refit needs 2 or more")  # fmt: skip
+    side = 200.0 * fit.bbox_scale
+    focal = EFT_FOCAL * side / EFT_CROP
+    uv = fit.keypoints[labelled, :2] - crop_centre(fit)
+    points = joints[labelled]
+    count = len(points)
+    design = np.zeros((2 * count, 3))
+    design[:count, 0], design[count:, 1] = focal, focal
+    design[:count, 2], design[count:, 2] = -uv[:, 0], -uv[:, 1]
+    target = np.concatenate([uv[:, 0] * points[:, 2] - focal * points[:, 0],
+                             uv[:, 1] * points[:, 2] - focal * points[:, 1]])  # fmt: skip
+    (tx, ty, tz), *_ = np.linalg.lstsq(design, target, rcond=None)
+    if not tz + points[:, 2].min() > 0:
+        raise DataError(f"{fit.source}: refitted camera puts the body behind it (tz {tz:.3g})")
+    return np.array([2.0 * focal / (side * tz), tx, ty])
 
 
 def crop_to_full(
@@ -235,7 +288,8 @@ class COCOReader(DatasetReader):
         data = read_json(self.annotation_file)
         self.images = self._index_images(data)
         self._eft_keys: list[str] = []
-        self.fits, self.duplicate_fits = self._read_fits()
+        self.unmatched_fits = 0
+        self.fits, self.duplicate_fits = self._read_fits(data)
         self._index_people(data)
 
     def _index_images(self, data: dict) -> dict[int, dict]:
@@ -344,7 +398,7 @@ class COCOReader(DatasetReader):
         bbox = np.asarray(annotation.get("bbox", []), dtype=np.float64)
         if bbox.shape != (4,) or not np.isfinite(bbox).all() or (bbox[2:] < 0).any():
             raise _annotation_error(self.annotation_file, annotation, f"'bbox' {bbox.tolist()}")
-        fit = self.fits.get(int(annotation["id"]))
+        fit = self._fit(int(annotation["id"]))
         smpl = {}
         if fit is not None and self.options.body_models is not None:
             root_joint = self.options.body_models.rest_root_joint(
@@ -362,12 +416,23 @@ class COCOReader(DatasetReader):
             **smpl,
         )
 
+    def _fit(self, annotation_id: int) -> EFTFit | None:
+        """The annotation's fit, an npz fit's camera refitted once body models are at hand."""
+        fit = self.fits.get(annotation_id)
+        if fit is None or fit.cam is not None or self.options.body_models is None:
+            return fit
+        zero = np.zeros(3)
+        joints = self.options.body_models.keypoints(fit.pose, fit.betas, zero, -1)[0, COCO_17]
+        fit = dataclasses.replace(fit, cam=refit_camera(fit, joints))
+        self.fits[annotation_id] = fit
+        return fit
+
     def _eft_meta(self, annotation: dict) -> dict | None:
-        fit = self.fits.get(int(annotation["id"]))
+        fit = self._fit(int(annotation["id"]))
         if fit is None:
             return None
-        return {"cam": fit.cam.copy(), "bbox_center": fit.bbox_center.copy(),
-                "bbox_scale": fit.bbox_scale}  # fmt: skip
+        return {"cam": None if fit.cam is None else fit.cam.copy(), "source": fit.source,
+                "bbox_center": fit.bbox_center.copy(), "bbox_scale": fit.bbox_scale}  # fmt: skip
 
     def _add_masks(self, record: SceneRecord, kept: list[dict], ignored: list[dict]) -> None:
         height, width = record.image_size
@@ -382,7 +447,7 @@ class COCOReader(DatasetReader):
 
     def _add_part_maps(self, record: SceneRecord, annotations: list[dict]) -> None:
         """Part labels of the EFT fits in their crop cameras (module docstring)."""
-        fits = [self.fits[int(a["id"])] for a in annotations if int(a["id"]) in self.fits]
+        fits = [fit for a in annotations if (fit := self._fit(int(a["id"]))) is not None]
         models = self.options.body_models
         if models is None or not self.options.render_part_labels or len(fits) < len(annotations):
             return  # (with body models and a fit for everyone, every person has SMPL)
@@ -402,24 +467,68 @@ class COCOReader(DatasetReader):
     # -----------------------------------------------------------------------------------------
     # EFT fits
 
-    def _read_fits(self) -> tuple[dict[int, EFTFit], int]:
-        """{annotation id: fit} from every file under coco/eft/ (module docstring)."""
+    def _read_fits(self, data: dict) -> tuple[dict[int, EFTFit], int]:
+        """{annotation id: fit} from every file under coco/eft/, JSON before npz (module
+        docstring), and the number of repeated fits."""
         folder = self.root / "eft"
         fits: dict[int, EFTFit] = {}
         duplicates = 0
         if not folder.is_dir():
             return fits, duplicates
-        for path in sorted(folder.iterdir()):
-            if path.suffix != ".json":
-                continue
+        files = sorted(folder.iterdir())
+        json_files = [p for p in files if p.suffix == ".json"]
+        npz_files = [p for p in files if p.suffix == ".npz"]
+        candidates = self._npz_candidates(data) if npz_files else {}
+        for path in json_files + npz_files:
             self._eft_keys.append(source_key(path, self.data_root))
-            found = self._cached_json_fits(path)
+            if path.suffix == ".json":
+                found = self._cached_json_fits(path)
+            else:
+                found = self._npz_fits(path, candidates)
             for annotation_id, fit in found.items():
                 if annotation_id in fits:
                     duplicates += 1
                 else:
                     fits[annotation_id] = fit
         return fits, duplicates
+
+    def _npz_candidates(self, data: dict) -> dict[int, list[tuple[int, np.ndarray]]]:
+        """image id -> [(annotation id, (17, 3) keypoints, confidence 0/1)] of its people."""
+        candidates: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for annotation in _list_field(data, "annotations", self.annotation_file):
+            if (
+                annotation.get("iscrowd", 0)
+                or int(annotation.get("category_id", PERSON_CATEGORY)) != PERSON_CATEGORY
+            ):
+                continue
+            keypoints = self._keypoints(annotation)
+            keypoints[:, 2] = keypoints[:, 2] > 0
+            image_id = int(annotation.get("image_id", -1))
+            candidates.setdefault(image_id, []).append((int(annotation["id"]), keypoints))
+        return candidates
+
+    def _npz_fits(
+        self, path: Path, candidates: dict[int, list[tuple[int, np.ndarray]]]
+    ) -> dict[int, EFTFit]:
+        """The fits of a SPIN-style npz matched to annotations (module docstring)."""
+        arrays = parse_eft_npz(path)
+        fits: dict[int, EFTFit] = {}
+        for i, (image_id, keypoints) in enumerate(
+            zip(arrays["image_id"], arrays["keypoints"], strict=True)
+        ):
+            if not arrays["has_smpl"][i]:
+                continue
+            match = match_keypoints(keypoints, candidates.get(int(image_id), []))
+            if match is None:
+                self.unmatched_fits += 1
+                continue
+            if match in fits:
+                continue  # two fits nearest one person: the first stays
+            fits[match] = EFTFit(
+                arrays["pose"][i], arrays["shape"][i], None, arrays["center"][i],
+                float(arrays["scale"][i]), keypoints, f"{path} (sample {i})",
+            )  # fmt: skip
+        return fits
 
     def _cached_json_fits(self, path: Path) -> dict[int, EFTFit]:
         entry = entry_dir(
@@ -485,6 +594,56 @@ def parse_eft_json(path: Path) -> dict[str, np.ndarray]:
     }
 
 
+NPZ_FIELDS = {"center": (None, 2), "scale": (None,), "part": (None, 24, 3), "pose": (None, 72),
+              "shape": (None, 10)}  # fmt: skip
+COCO_17 = canonical_indices("coco_17")
+J24_TO_COCO = mapping("spin_24", "coco_17")[0]  # J24 row of each COCO keypoint
+
+
+def parse_eft_npz(path: Path) -> dict[str, np.ndarray]:
+    """SPIN-style EFT npz -> arrays image_id (N,), keypoints (N, 17, 3) `coco_17` with
+    confidence 0/1, center (N, 2), scale (N,), pose (N, 72), shape (N, 10), has_smpl (N,) bool;
+    DataError naming the file and field."""
+    data = load_npz(path)
+    arrays = {key: field(data, key, path, shape).astype(np.float64)
+              for key, shape in NPZ_FIELDS.items()}  # fmt: skip
+    names = field(data, "imgname", path, (None,))
+    count = len(names)
+    for key, value in arrays.items():
+        if len(value) != count:
+            raise DataError(f"{path}: field {key!r} has {len(value)} rows, 'imgname' {count}")
+    if (arrays["scale"] <= 0).any():
+        raise DataError(f"{path}: field 'scale' must be positive (row "
+                        f"{int(np.argmax(arrays['scale'] <= 0))})")  # fmt: skip
+    image_ids = np.zeros(count, np.int64)
+    for i, name in enumerate(names):
+        found = IMAGE_ID_IN_NAME.search(str(name))
+        if found is None:
+            raise DataError(f"{path} (sample {i}): 'imgname' {str(name)!r} does not end in an "
+                            "image id")  # fmt: skip
+        image_ids[i] = int(found.group(1))
+    has_smpl = field(data, "has_smpl", path, (count,)) if "has_smpl" in data else np.ones(count)
+    keypoints = arrays["part"][:, J24_TO_COCO].copy()
+    keypoints[..., 2] = keypoints[..., 2] > 0
+    return {"image_id": image_ids, "keypoints": keypoints, "center": arrays["center"],
+            "scale": arrays["scale"], "pose": arrays["pose"], "shape": arrays["shape"],
+            "has_smpl": np.asarray(has_smpl).reshape(count) > 0}  # fmt: skip
+
+
+def match_keypoints(keypoints: np.ndarray, candidates: list[tuple[int, np.ndarray]]) -> int | None:
+    """The id of the candidate whose labelled (17, 3) keypoints are nearest `keypoints` (mean
+    over the joints both label), if within `NPZ_MATCH_PX`; else None."""
+    best, best_distance = None, NPZ_MATCH_PX
+    for annotation_id, theirs in candidates:
+        both = (keypoints[:, 2] > 0) & (theirs[:, 2] > 0)
+        if not both.any():
+            continue
+        distance = float(np.linalg.norm(keypoints[both, :2] - theirs[both, :2], axis=1).mean())
+        if distance <= best_distance:
+            best, best_distance = annotation_id, distance
+    return best
+
+
 def _fits_from_arrays(arrays: dict[str, np.ndarray]) -> dict[int, EFTFit]:
     fits = {}
     for i, annotation_id in enumerate(arrays["annot_id"]):
@@ -492,5 +651,6 @@ def _fits_from_arrays(arrays: dict[str, np.ndarray]) -> dict[int, EFTFit]:
             fits[int(annotation_id)] = EFTFit(
                 arrays["pose"][i], arrays["betas"][i], arrays["cam"][i],
                 arrays["bbox_center"][i], float(arrays["bbox_scale"][i]),
+                source=f"EFT fit of annotation {int(annotation_id)}",
             )  # fmt: skip
     return fits

@@ -70,7 +70,9 @@ def image_size(number: int) -> tuple[int, int]:
     return STUDIO_SIZE if number <= 5 else OUTDOOR_SIZE
 
 
-def camera(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray, ...]:
+def camera(
+    rng: np.random.Generator, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(K, R, t, distance) of a camera at person height looking at the people (module
     docstring); R, t world -> camera."""
     height, width = size
@@ -78,7 +80,7 @@ def camera(rng: np.random.Generator, size: tuple[int, int]) -> tuple[np.ndarray,
     K = np.array([[f, 0.0, width / 2 + rng.uniform(-20, 20)],
                   [0.0, f, height / 2 + rng.uniform(-20, 20)], [0.0, 0.0, 1.0]])  # fmt: skip
     position = np.array([0.0, -rng.uniform(1.0, 1.7), 0.0])
-    distance = rng.uniform(2.5, 5.0)
+    distance = float(rng.uniform(2.5, 5.0))
     R = look_at(position, np.array([0.0, -1.2, distance]))
     return K, R, -R @ position, distance
 

@@ -423,3 +423,140 @@ def test_eft_part_labels_follow_the_fits(world, truth, body_models, tmp_path):
     # A record with an unfitted person gets no part labels (its pixels would read background).
     everyone = COCOReader(world, "val2017", options)
     assert not any(everyone.record(i).flags["has_part_segm"] for i in range(len(everyone)))
+
+
+# COCO index i -> J24 row, datasets.md 3.5 (independent of body.joint_sets).
+COCO_TO_J24 = [19, 20, 21, 22, 23, 9, 8, 10, 7, 11, 6, 3, 2, 4, 1, 5, 0]
+
+
+def _spin_npz(path: Path, annotation_file: Path, eft_json: Path) -> int:
+    """EFT's `exportOursToSpin` on the synthetic JSON fits (datasets.md 3.6): no annotation id,
+    no camera; `part` holds the annotation's keypoints in J24. Returns the rows written."""
+    data = json.loads(annotation_file.read_text())
+    annotations = {a["id"]: a for a in data["annotations"]}
+    files = {i["id"]: i["file_name"] for i in data["images"]}
+    rows: dict[str, list] = {k: [] for k in ("imgname", "center", "scale", "part", "pose",
+                                             "shape", "has_smpl")}  # fmt: skip
+    for sample in json.loads(eft_json.read_text())["data"]:
+        annotation = annotations[sample["annotId"]]
+        part = np.zeros((24, 3))
+        keypoints = np.asarray(annotation["keypoints"], float).reshape(17, 3)
+        part[COCO_TO_J24] = keypoints
+        part[:, 2] = part[:, 2] > 0
+        rotations = torch.as_tensor(sample["parm_pose"])
+        from geometry.rotations import matrix_to_axis_angle
+
+        rows["imgname"].append(f"train2014/{files[annotation['image_id']]}")
+        rows["center"].append(sample["bbox_center"])
+        rows["scale"].append(sample["bbox_scale"])
+        rows["part"].append(part)
+        rows["pose"].append(matrix_to_axis_angle(rotations).reshape(72).numpy())
+        rows["shape"].append(sample["parm_shape"])
+        rows["has_smpl"].append(1)
+    count = len(rows["imgname"])
+    np.savez(path, **{k: np.asarray(v) for k, v in rows.items()},
+             S=np.zeros((count, 24, 4)), openpose=np.zeros((count, 25, 3)))  # fmt: skip
+    return count
+
+
+def _npz_root(world: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "npz"
+    shutil.copytree(world / "coco", root / "coco", ignore=shutil.ignore_patterns("*.json"))
+    shutil.copytree(world / "coco" / "annotations", root / "coco" / "annotations",
+                    dirs_exist_ok=True)  # fmt: skip
+    shutil.copy(world / "SYNTHETIC.json", root)  # the world's body model
+    return root
+
+
+def test_spin_npz_fits_match_their_annotations_and_refit_the_camera(world, body_models, tmp_path):
+    """A SPIN-style npz of the world's fits: every fit finds its annotation by image and
+    keypoints; pose and shape are the fits'. The refitted camera reads the crop with SPIN's
+    focal length while the world's keypoints were rendered with the image-diagonal one, so it
+    places the joints up to 5.9% of the crop side (measured) from the JSON camera's, about the
+    4.5% by which the two perspectives differ (`test_eft_fits_attach_to_...`)."""
+    root = _npz_root(world, tmp_path)
+    annotation_file = root / "coco" / "annotations" / "person_keypoints_train2014.json"
+    eft_json = world / "coco" / "eft" / "COCO2014-All-ver01.json"
+    written = _spin_npz(root / "coco" / "eft" / "coco_2014_train_eft.npz", annotation_file,
+                        eft_json)  # fmt: skip
+    options = ReaderOptions(tmp_path / "cache", body_models)
+    with_json = COCOReader(world, "train2014_eft", options)
+    with_npz = COCOReader(root, "train2014_eft", options)
+    assert with_npz.fits.keys() == with_json.fits.keys() and len(with_npz.fits) == written
+    assert with_npz.unmatched_fits == 0 and len(with_npz) == len(with_json)
+    placement, scales = [], []
+    for index in range(len(with_npz)):
+        record, expected = with_npz.record(index), with_json.record(index)
+        assert record.meta["annotation_ids"] == expected.meta["annotation_ids"]
+        for k, (person, truth) in enumerate(zip(record.people, expected.people, strict=True)):
+            annotation_id = record.meta["annotation_ids"][k]
+            npz_fit, json_fit = with_npz.fits[annotation_id], with_json.fits[annotation_id]
+            assert person.flags["has_smpl"] and ".npz (sample" in npz_fit.source
+            np.testing.assert_allclose(person.pose[3:], truth.pose[3:], atol=1e-6)
+            np.testing.assert_allclose(person.betas, truth.betas)
+            scales.append(abs(npz_fit.cam[0] / json_fit.cam[0] - 1))
+            joints = [body_models.keypoints(p.pose, p.betas, p.transl, -1)[0, :24]
+                      for p in (person, truth)]  # fmt: skip
+            uv = [j @ record.K.T for j in joints]
+            uv = [u[:, :2] / u[:, 2:] for u in uv]
+            placement.append(np.abs(uv[0] - uv[1]).max() / (200 * json_fit.bbox_scale))
+        assert record.flags["has_part_segm"]
+    assert max(placement) < 0.08 and max(scales) < 0.1, (max(placement), max(scales))
+    assert np.median(placement) < 0.03, placement
+
+
+def test_camera_refit_is_exact_on_crop_camera_projections(body_models):
+    """Keypoints that EFT's crop camera projects (some unlabelled): `refit_camera` returns its
+    [s, tx, ty]."""
+    from datamodules.coco import EFTFit, crop_camera_view, refit_camera
+    from datamodules.records import PersonRecord
+
+    rng = np.random.default_rng(5)
+    pose, betas = rng.normal(0, 0.2, 72), rng.normal(0, 1, 10)
+    pose[:3] = [np.pi, 0.1, 0.0]  # upright in a camera with y down
+    fit = EFTFit(pose, betas, np.array([0.85, 0.04, 0.21]), np.array([410.0, 305.0]), 1.7)
+    person = PersonRecord(np.zeros((1, 3)), np.zeros((1, 4)), np.zeros(4), betas=betas)
+    seen, K = crop_camera_view(person, fit)
+    joints = body_models.keypoints(pose, betas, np.zeros(3), -1)[0, COCO_17]
+    uv = (joints + seen.transl) @ K.T
+    keypoints = np.column_stack([uv[:, :2] / uv[:, 2:], np.ones(17)])
+    keypoints[[0, 3, 9], 2] = 0
+    keypoints[[0, 3, 9], :2] += 50.0  # unlabelled: ignored
+    refit = EFTFit(pose, betas, None, fit.bbox_center, fit.bbox_scale, keypoints, "test fit")
+    np.testing.assert_allclose(refit_camera(refit, joints), fit.cam, atol=1e-9)
+    keypoints[2:, 2] = 0
+    with pytest.raises(DataError, match="test fit: 1 labelled"):
+        refit_camera(EFTFit(pose, betas, None, fit.bbox_center, 1.7, keypoints, "test fit"),
+                     joints)  # fmt: skip
+
+
+def test_spin_npz_unmatched_skipped_duplicates_and_bad_files(world, body_models, tmp_path):
+    root = _npz_root(world, tmp_path)
+    annotation_file = root / "coco" / "annotations" / "person_keypoints_train2014.json"
+    path = root / "coco" / "eft" / "coco_2014_train_eft.npz"
+    _spin_npz(path, annotation_file, world / "coco" / "eft" / "COCO2014-All-ver01.json")
+    arrays = dict(np.load(path))
+    arrays["part"][0, :, :2] += 30.0  # matches no annotation any more
+    arrays["has_smpl"][1] = 0
+    np.savez(path, **arrays)
+    options = ReaderOptions(tmp_path / "cache", body_models)
+    reader = COCOReader(root, "train2014", options)
+    assert reader.unmatched_fits == 1 and len(reader.fits) == len(arrays["imgname"]) - 2
+    # The JSON file beside it wins for every annotation it has.
+    shutil.copy(world / "coco" / "eft" / "COCO2014-All-ver01.json", root / "coco" / "eft")
+    both = COCOReader(root, "train2014", options)
+    assert both.duplicate_fits == len(reader.fits)
+    assert all(fit.cam is not None and ".npz" not in fit.source for fit in both.fits.values())
+    (root / "coco" / "eft" / "COCO2014-All-ver01.json").unlink()
+    for key, value, message in (
+        ("shape", None, r"field 'shape' missing"),
+        ("imgname", np.array(["train2014/no_id.jpg"] * len(arrays["imgname"])),
+         r"\(sample 0\): 'imgname' 'train2014/no_id\.jpg'"),
+        ("scale", np.zeros(1), r"field 'scale' has 1 rows"),
+    ):  # fmt: skip
+        broken = {k: v for k, v in arrays.items() if k != key}
+        if value is not None:
+            broken[key] = value
+        np.savez(path, **broken)
+        with pytest.raises(DataError, match=rf"coco_2014_train_eft\.npz.*{message}"):
+            COCOReader(root, "train2014", options)
