@@ -105,7 +105,7 @@ from datamodules.records import (
     image_flags,
     person_flags,
 )
-from geometry.cameras import world_to_camera_smpl
+from geometry.cameras import SPIN_PIXEL_STD, weak_perspective_to_translation, world_to_camera_smpl
 from geometry.rotations import matrix_to_axis_angle
 
 YEAR_SPLITS = ("train2014", "val2014", "train2017", "val2017")
@@ -163,11 +163,11 @@ def crop_transl(fit: EFTFit, focal: float) -> np.ndarray:
     weak-perspective camera does."""
     if fit.cam is None:
         raise ValueError(f"{fit.source}: the fit's camera is not refitted yet")
-    s, tx, ty = (float(v) for v in fit.cam)
-    side = 200.0 * fit.bbox_scale
-    if s <= 0 or side <= 0:
-        raise DataError(f"EFT fit with camera scale {s} and bbox_scale {fit.bbox_scale}")
-    return np.array([tx, ty, 2.0 * focal / (s * side)])
+    side = SPIN_PIXEL_STD * fit.bbox_scale
+    if fit.cam[0] <= 0 or side <= 0:
+        raise DataError(f"{fit.source}: camera scale {fit.cam[0]} and bbox_scale {fit.bbox_scale}")
+    cam = torch.as_tensor(np.asarray(fit.cam, np.float64))
+    return weak_perspective_to_translation(cam, focal, side).numpy()
 
 
 def crop_centre(fit: EFTFit) -> np.ndarray:
