@@ -40,7 +40,7 @@ from body.joint_sets import canonical_indices, skeleton
 from datamodules.io import savemat, write_image
 from datamodules.synthetic.ground import seen_from, walkers
 from datamodules.synthetic.panoptic import look_at
-from datamodules.synthetic.render import Frames, SceneRenderer
+from datamodules.synthetic.render import Frames, SceneRenderer, hidden_by_others
 
 SEQUENCES = (1, 6, 2, 7, 3, 8, 4, 9, 5, *range(10, 21))
 SIZES = {
@@ -100,17 +100,6 @@ def universal(keypoints3d: np.ndarray, reference_length: float) -> np.ndarray:
     return pelvis + (keypoints3d - pelvis) * scale[:, None, None, None]
 
 
-def occlusion(uv: np.ndarray, instance_map: np.ndarray, person: int) -> np.ndarray:
-    """(T, J) whether each projected joint's pixel shows another person."""
-    frames, height, width = instance_map.shape
-    pixel = np.rint(uv).astype(int)
-    inside = (pixel[..., 0] >= 0) & (pixel[..., 0] < width)
-    inside &= (pixel[..., 1] >= 0) & (pixel[..., 1] < height)
-    x, y = np.clip(pixel[..., 0], 0, width - 1), np.clip(pixel[..., 1], 0, height - 1)
-    owner = instance_map[np.arange(frames)[:, None], y, x]
-    return inside & (owner > 0) & (owner != person + 1)
-
-
 def inside_fraction(uv: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(...,) share of the (..., J, 2) pixels inside an image of `size` (H, W)."""
     height, width = size
@@ -139,7 +128,7 @@ def generate_sequence(
     indices = canonical_indices("mupots_17")
     points3d = np.stack([posed.keypoints[:, indices] for posed in rendered.posed])
     uv = np.stack([rendered.keypoints2d(k, K)[:, indices] for k in range(count)])
-    occluded = np.stack([occlusion(uv[k], rendered.instance_map, k) for k in range(count)])
+    occluded = np.stack([hidden_by_others(uv[k], rendered.instance_map, k) for k in range(count)])
     return MuPoTSSequence(
         number, K, rendered, uv, points3d, universal(points3d, reference_length),
         inside_fraction(uv, size) >= 0.5, occluded,

@@ -41,7 +41,7 @@ import numpy as np
 from body.joint_sets import canonical_indices
 from datamodules.io import write_image, write_text
 from datamodules.synthetic.ground import seen_from, walkers
-from datamodules.synthetic.render import SceneRenderer
+from datamodules.synthetic.render import SceneRenderer, hidden_by_others
 
 SEQUENCES = ("160422_haggling1", "160422_mafia2", "160422_ultimatum1", "160906_pizza1")
 SIZES = {
@@ -152,26 +152,11 @@ def generate_sequence(
         )
         for k in range(len(people)):
             uv = rendered.keypoints2d(k, camera.K)[:, canonical_indices("panoptic_19")]
-            hidden[k] |= _hidden(uv, rendered.instance_map, k)
+            hidden[k] |= hidden_by_others(uv, rendered.instance_map, k)
         progress(frames)
     confidence = np.where(hidden, HIDDEN_CONFIDENCE, 1.0)
     frame_numbers = [FRAME_STEP * t for t in range(frames)]
     return SequenceSample(name, cameras, frame_numbers, joints, confidence, images, instance_maps)
-
-
-def _hidden(uv: np.ndarray, instance_map: np.ndarray, person: int) -> np.ndarray:
-    """(T, J) whether each pinhole-projected joint falls on another person's pixel."""
-    frames, height, width = instance_map.shape
-    pixel = np.rint(uv).astype(int)
-    inside = (
-        (pixel[..., 0] >= 0)
-        & (pixel[..., 0] < width)
-        & (pixel[..., 1] >= 0)
-        & (pixel[..., 1] < height)
-    )
-    x, y = np.clip(pixel[..., 0], 0, width - 1), np.clip(pixel[..., 1], 0, height - 1)
-    owner = instance_map[np.arange(frames)[:, None], y, x]
-    return inside & (owner > 0) & (owner != person + 1)
 
 
 def generate(

@@ -275,6 +275,18 @@ def _camera_noise(rng: np.random.Generator, images: np.ndarray) -> np.ndarray:
     return np.clip(blurred, 0, 255).round().astype(np.uint8)
 
 
+def hidden_by_others(uv: np.ndarray, instance_map: np.ndarray, person: int) -> np.ndarray:
+    """(T, J) whether each projected joint (T, J, 2) of `person` (0-based) falls inside the
+    image on a pixel of another person in the (T, H, W) instance map."""
+    frames, height, width = instance_map.shape
+    pixel = np.rint(uv).astype(int)
+    inside = (pixel[..., 0] >= 0) & (pixel[..., 0] < width)
+    inside &= (pixel[..., 1] >= 0) & (pixel[..., 1] < height)
+    x, y = np.clip(pixel[..., 0], 0, width - 1), np.clip(pixel[..., 1], 0, height - 1)
+    owner = instance_map[np.arange(frames)[:, None], y, x]
+    return inside & (owner > 0) & (owner != person + 1)
+
+
 def _people_box(instance_map: np.ndarray) -> np.ndarray | None:
     rows, cols = np.nonzero(instance_map)
     if rows.size == 0:
