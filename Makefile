@@ -27,7 +27,7 @@ test: setup ## Run the test suite (what CI runs)
 lint: setup ## ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy body geometry metrics datamodules experiments
+	$(VENV)/bin/mypy body geometry metrics datamodules lightning_modules experiments
 
 format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

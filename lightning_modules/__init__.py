@@ -1,0 +1,1 @@
+"""One subpackage per method (network, losses, targets, module); `common/` for shared parts."""

@@ -1,0 +1,1 @@
+"""What the methods share: backbones, the HMR regressor, mean parameters, the prediction."""

@@ -1,0 +1,1 @@
+"""PARE (Kocabas et al. ICCV 2021): part attention regressor (issue 7)."""
