@@ -1,0 +1,216 @@
+"""PAREModule: PARE and the HMR-EFT baseline on one code path (paper sections 4-5).
+
+The network (`PARENetwork` or `HMRNetwork`) predicts 24 rotations, betas and a weak-perspective
+camera for a square crop; the neutral body model turns them into vertices and the canonical
+keypoints; the losses of `lightning_modules.pare.losses` compare them with the crop sample.
+
+Camera: the weak-perspective (s, tx, ty) is read, as SPIN and PARE do, as a perspective
+translation (tx, ty, 2 f / (S s)) for a camera of focal f = `focal_length` x S / 224 px (SPIN's
+5000 at 224) looking at the crop centre (`geometry.weak_perspective_to_translation`); that
+camera is the prediction's K. The 3D and 2D losses and the metrics are root-free (centred or
+weak-perspective), so the real crop intrinsics are not needed.
+
+Part supervision (Table 3's "P Supervision"): `parts` (cross-entropy on P), `joints` (Gaussian
+heatmaps of the 24 SMPL joints; the head then has 24 part channels), `none`, or
+`parts_then_none` (parts until `part_loss_until_step`, then off; the switch is logged once as
+`train/part_loss_active`). The HMR-EFT baseline has no P and uses `none`.
+
+Validation, on every named validation split of the DataModule: MPJPE and PA-MPJPE (mm) over
+the canonical keypoints the ground truth has, each pose centred on the mean of those joints
+(a protocol-free check while training; the benchmark protocols live in the registry), as
+torchmetrics means, so they reduce correctly across processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import cast
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from body import BodyModel
+from body.joint_sets import canonical_indices
+from geometry.cameras import weak_perspective_to_translation
+from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from lightning_modules.common.prediction import Prediction
+from lightning_modules.pare import losses
+from lightning_modules.pare.network import RegressorOutput
+from metrics.joints import mpjpe_per_sample, pa_mpjpe_per_sample
+
+SUPERVISIONS = ("parts", "joints", "none", "parts_then_none")
+LOSS_NAMES = ("keypoints3d", "keypoints2d", "pose", "betas", "parts")
+DEFAULT_WEIGHTS = {"keypoints3d": 5.0, "keypoints2d": 5.0, "pose": 1.0, "betas": 0.001,
+                   "parts": 1.0}  # fmt: skip
+SMPL_24 = canonical_indices("smpl_24")
+
+
+class PAREModule(pl.LightningModule):
+    """Training, validation and prediction of PARE / HMR-EFT (module docstring)."""
+
+    def __init__(
+        self,
+        network: nn.Module,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
+        body_model_root: str = "body_models",
+        body_model_name: str = "mannequin",
+        crop_size: int = 224,
+        loss_weights: Mapping[str, float] | None = None,
+        part_supervision: str = "parts",
+        part_loss_until_step: int | None = None,
+        heatmap_sigma: float = 2.0,
+        focal_length: float = 5000.0,
+        scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
+    ) -> None:
+        super().__init__()
+        if part_supervision not in SUPERVISIONS:
+            raise ValueError(f"part_supervision {part_supervision!r} not in {SUPERVISIONS}")
+        if part_supervision == "parts_then_none" and part_loss_until_step is None:
+            raise ValueError("part_supervision 'parts_then_none' needs part_loss_until_step")
+        unknown = sorted(set(loss_weights or {}) - set(LOSS_NAMES))
+        if unknown:
+            raise ValueError(f"unknown loss weights {unknown}; losses: {LOSS_NAMES}")
+        self.network = network
+        self.body_model = BodyModel(body_model_root, body_model_name, "neutral")
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.crop_size, self.focal_length = crop_size, focal_length * crop_size / 224.0
+        self.loss_weights = {**DEFAULT_WEIGHTS, **dict(loss_weights or {})}
+        self.part_supervision, self.part_loss_until_step = part_supervision, part_loss_until_step
+        self.heatmap_sigma = heatmap_sigma
+        self._part_loss_was_active: bool | None = None
+        self.val_means = nn.ModuleList()  # per validation split: MPJPE, PA-MPJPE means
+
+    # ---------------------------------------------------------------------------------------
+    # forward and decoding
+
+    def forward(self, images: Tensor) -> RegressorOutput:
+        return self.network(images)
+
+    def body(self, output: RegressorOutput) -> tuple[Tensor, Tensor]:
+        """(vertices (B, V, 3), canonical keypoints (B, K, 3)) of the prediction, no transl."""
+        posed = self.body_model(output.rotmats, output.betas)
+        return posed.vertices, posed.keypoints
+
+    def camera(self, cam: Tensor) -> tuple[Tensor, Tensor]:
+        """(transl (B, 3), K (B, 3, 3)) of the weak-perspective camera (module docstring)."""
+        transl = weak_perspective_to_translation(cam, self.focal_length, self.crop_size)
+        centre = (self.crop_size - 1) / 2.0
+        K = cam.new_tensor([[self.focal_length, 0, centre], [0, self.focal_length, centre],
+                            [0, 0, 1.0]]).expand(cam.shape[0], 3, 3)  # fmt: skip
+        return transl, K
+
+    # ---------------------------------------------------------------------------------------
+    # training
+
+    def part_loss_active(self) -> bool:
+        if self.part_supervision == "none":
+            return False
+        if self.part_supervision == "parts_then_none":
+            assert self.part_loss_until_step is not None
+            return self.global_step < self.part_loss_until_step
+        return True
+
+    def compute_losses(self, batch: dict, output: RegressorOutput) -> dict[str, Tensor]:
+        """The unweighted loss terms of a batch (module and `losses` docstrings)."""
+        _, keypoints = self.body(output)
+        available = self.body_model.canonical_available.to(keypoints.dtype)
+        target3d = batch["keypoints3d"].clone()
+        target3d[..., 3] = target3d[..., 3] * available
+        target2d = batch["keypoints2d"].clone()
+        target2d[..., 2] = target2d[..., 2] * available
+        target_rotmats = axis_angle_to_matrix(batch["pose"].reshape(-1, 24, 3))
+        pose, betas = losses.smpl_loss(output.rotmats, output.betas, target_rotmats,
+                                       batch["betas"], batch["has_smpl"])  # fmt: skip
+        terms = {
+            "keypoints3d": losses.keypoints3d_loss(keypoints, target3d, batch["has_keypoints3d"]),
+            "keypoints2d": losses.keypoints2d_loss(keypoints, output.cam, target2d, self.crop_size),
+            "pose": pose,
+            "betas": betas,
+        }
+        if output.part_logits is not None and self.part_loss_active():
+            if self.part_supervision == "joints":
+                terms["parts"] = losses.joint_heatmap_loss(
+                    output.part_logits, target2d[:, SMPL_24], self.crop_size, self.heatmap_sigma
+                )
+            else:
+                terms["parts"] = losses.part_segmentation_loss(
+                    output.part_logits, batch["part_segm"], batch["has_part_segm"]
+                )
+        return terms
+
+    def training_step(self, batch: dict, batch_idx: int) -> Tensor:
+        terms = self.compute_losses(batch, self(batch["image"]))
+        loss = sum(self.loss_weights[name] * value for name, value in terms.items())
+        assert isinstance(loss, Tensor)
+        batch_size = batch["image"].shape[0]
+        for name, value in terms.items():
+            self.log(f"train/loss_{name}", value, batch_size=batch_size)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch_size)
+        active = self.part_loss_active()
+        if active != self._part_loss_was_active:
+            self.log("train/part_loss_active", float(active), batch_size=batch_size)
+            self._part_loss_was_active = active
+        return loss
+
+    # ---------------------------------------------------------------------------------------
+    # validation and prediction
+
+    def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
+        _, keypoints = self.body(self(batch["image"]))
+        target = batch["keypoints3d"]
+        visible = (target[..., 3] > 0) & self.body_model.canonical_available
+        weights = visible.to(keypoints.dtype)[..., None]
+        count = weights.sum(dim=1, keepdim=True).clamp_min(1)
+        pred = keypoints - (keypoints * weights).sum(dim=1, keepdim=True) / count
+        truth = target[..., :3] - (target[..., :3] * weights).sum(dim=1, keepdim=True) / count
+        mpjpe, valid = mpjpe_per_sample(pred, truth, visible, root_index=None)
+        pa_mpjpe, _ = pa_mpjpe_per_sample(pred.double(), truth.double(), visible)
+        keep = valid & batch["has_keypoints3d"] & (visible.sum(dim=1) >= 3)
+        while len(self.val_means) <= dataloader_idx:
+            self.val_means.append(nn.ModuleList([MeanMetric(), MeanMetric()]).to(self.device))
+        means = cast(nn.ModuleList, self.val_means[dataloader_idx])
+        for metric, values in zip(means, (mpjpe, pa_mpjpe), strict=True):
+            if keep.any():
+                cast(MeanMetric, metric).update(1000.0 * values[keep].float())
+
+    def on_validation_epoch_end(self) -> None:
+        names = self._val_split_names()
+        for index, module in enumerate(self.val_means):
+            means = cast(nn.ModuleList, module)
+            prefix = f"val/{names[index]}" if index < len(names) else f"val/{index}"
+            for module_metric, name in zip(means, ("mpjpe_mm", "pa_mpjpe_mm"), strict=True):
+                metric = cast(MeanMetric, module_metric)
+                if metric.update_count:
+                    self.log(f"{prefix}/{name}", metric.compute())
+                metric.reset()
+
+    def _val_split_names(self) -> list[str]:
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None
+        return list(getattr(datamodule, "val_names", []))
+
+    def predict_step(
+        self, batch: dict, batch_idx: int = 0, with_attention: bool = False
+    ) -> Prediction:
+        output = self(batch["image"])
+        vertices, keypoints = self.body(output)
+        transl, K = self.camera(output.cam)
+        pose = matrix_to_axis_angle(output.rotmats).reshape(-1, 72)
+        batch_size = pose.shape[0]
+        extras = {}
+        if with_attention and output.attention is not None:
+            extras["attention"] = output.attention[:, None]
+        return Prediction(
+            keypoints3d=(keypoints + transl[:, None])[:, None], K=K,
+            person_valid=torch.ones(batch_size, 1, dtype=torch.bool, device=pose.device),
+            score=torch.ones(batch_size, 1, device=pose.device), pose=pose[:, None],
+            betas=output.betas[:, None], transl=transl[:, None],
+            vertices=(vertices + transl[:, None])[:, None], extras=extras,
+        )  # fmt: skip
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.network.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
