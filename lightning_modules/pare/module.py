@@ -15,6 +15,11 @@ heatmaps of the 24 SMPL joints; the head then has 24 part channels), `none`, or
 `parts_then_none` (parts until `part_loss_until_step`, then off; the switch is logged once as
 `train/part_loss_active`). The HMR-EFT baseline has no P and uses `none`.
 
+Augmentation schedule: `augmentation_from_step` ({name: step}) switches a DataModule
+augmentation on once training reaches the step (PARE's random crop, `partial_crop`, after 175K
+steps), logged as `train/augmentation_<name>`; with DataLoader workers it takes effect at
+their next epoch (`datamodules.augment`).
+
 Validation, on every named validation split of the DataModule: MPJPE and PA-MPJPE (mm) over
 the canonical keypoints the ground truth has, each pose centred on the mean of those joints
 (a protocol-free check while training; the benchmark protocols live in the registry), as
@@ -63,6 +68,7 @@ class PAREModule(pl.LightningModule):
         heatmap_sigma: float = 2.0,
         focal_length: float = 5000.0,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
+        augmentation_from_step: Mapping[str, int] | None = None,
     ) -> None:
         super().__init__()
         if part_supervision not in SUPERVISIONS:
@@ -72,6 +78,14 @@ class PAREModule(pl.LightningModule):
         unknown = sorted(set(loss_weights or {}) - set(LOSS_NAMES))
         if unknown:
             raise ValueError(f"unknown loss weights {unknown}; losses: {LOSS_NAMES}")
+        head = getattr(network, "head", None)
+        part_channels = getattr(getattr(head, "part_final", None), "out_channels", None)
+        wanted = 24 if part_supervision == "joints" else 25
+        if part_channels is not None and part_supervision != "none" and part_channels != wanted:
+            raise ValueError(
+                f"part_supervision {part_supervision!r} needs a head with "
+                f"part_channels={wanted}, the network has {part_channels}"
+            )
         self.network = network
         self.body_model = BodyModel(body_model_root, body_model_name, "neutral")
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -80,6 +94,8 @@ class PAREModule(pl.LightningModule):
         self.part_supervision, self.part_loss_until_step = part_supervision, part_loss_until_step
         self.heatmap_sigma = heatmap_sigma
         self._part_loss_was_active: bool | None = None
+        self.augmentation_from_step = dict(augmentation_from_step or {})
+        self._augmentations_started: set[str] = set()
         self.val_means = nn.ModuleList()  # per validation split: MPJPE, PA-MPJPE means
 
     # ---------------------------------------------------------------------------------------
@@ -139,6 +155,18 @@ class PAREModule(pl.LightningModule):
                     output.part_logits, batch["part_segm"], batch["has_part_segm"]
                 )
         return terms
+
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        """Switch on the scheduled augmentations (PARE's random crop after a step count)."""
+        augmentation = getattr(getattr(self.trainer, "datamodule", None), "augmentation", None)
+        for name, step in self.augmentation_from_step.items():
+            if name in self._augmentations_started or self.global_step < step:
+                continue
+            if augmentation is None:
+                raise ValueError(f"augmentation {name!r} is scheduled but the DataModule has none")
+            augmentation.enable(name)
+            self._augmentations_started.add(name)
+            self.log(f"train/augmentation_{name}", 1.0, batch_size=batch["image"].shape[0])
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
         terms = self.compute_losses(batch, self(batch["image"]))

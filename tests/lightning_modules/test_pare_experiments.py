@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 
 from experiments.config import available_experiments, load_experiment, resolve
 
-PARE_EXPERIMENTS = [name for name in available_experiments() if name.startswith("pare")]
+PARE_EXPERIMENTS = [n for n in available_experiments() if n.startswith(("pare", "hmr_eft"))]
 
 
 @pytest.fixture(scope="module")
@@ -65,4 +65,57 @@ def test_one_training_step(experiment, world, body_models_root, tmp_path):
         prediction = model.eval().predict_step(batch, 0, with_attention=True)
     assert prediction.vertices.shape == (2, 1, 6890, 3)
     assert prediction.keypoints3d.shape[:2] == (2, 1) and prediction.pose.shape == (2, 1, 72)
-    assert torch.isfinite(prediction.transl).all() and (prediction.transl[..., 2] > 0).all()
+    assert torch.isfinite(prediction.transl).all() and torch.isfinite(prediction.vertices).all()
+
+
+TABLE3 = {"a": ("joints", "pooling", 24), "b": ("joints", "attention", 24),
+          "c": ("none", "attention", 25), "d": ("parts", "attention", 25),
+          "e": ("parts_then_none", "attention", 25), "f": ("parts", "pooling", 25)}  # fmt: skip
+
+
+@pytest.mark.parametrize("row", sorted(TABLE3))
+def test_table3_rows_train_on_coco_eft_with_their_switches(row):
+    cfg = resolve(load_experiment(f"pare_ablation_{row}"))
+    supervision, sampling, channels = TABLE3[row]
+    assert cfg.model.part_supervision == supervision
+    assert cfg.model.network.head.sampling == sampling
+    assert cfg.model.network.head.part_channels == channels
+    assert [dict(t) for t in cfg.data.train] == [{"dataset": "coco", "split": "train2014_eft"}]
+    assert cfg.trainer.max_steps == 175000 and cfg.model.network.backbone.depth == 50
+    assert (cfg.model.part_loss_until_step == 125000) == (row == "e")
+
+
+class _Schedule(pl.Callback):
+    def __init__(self) -> None:
+        self.part_loss: list[bool] = []
+        self.random_crop: list[bool] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.part_loss.append(pl_module.part_loss_active())  # the step about to run
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.random_crop.append("partial_crop" in trainer.datamodule.augmentation.names)
+
+
+def test_part_loss_and_random_crop_schedules(world, body_models_root, tmp_path):
+    """parts_then_none stops the part loss at its step; a scheduled augmentation starts at its
+    step; both switches are logged."""
+    cfg = resolve(load_experiment("pare_tiny", [
+        f"body_model.root={body_models_root}", "data.batch_size=2", "data.num_workers=0",
+        "model.part_supervision=parts_then_none", "model.part_loss_until_step=2",
+        "+model.augmentation_from_step.partial_crop=1", f"cache_root={tmp_path / 'cache'}",
+    ], data_root=world))  # fmt: skip
+    model = instantiate(cfg.model, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    schedule = _Schedule()
+    logger = pl.loggers.CSVLogger(tmp_path, name="logs", version="")
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=4, limit_val_batches=0, logger=logger, log_every_n_steps=1,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[schedule], default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert schedule.part_loss == [True, True, False, False]
+    assert schedule.random_crop == [False, True, True, True]
+    logged = (tmp_path / "logs" / "metrics.csv").read_text()
+    assert "train/part_loss_active" in logged and "train/augmentation_partial_crop" in logged
