@@ -2,6 +2,7 @@
 
     python -m experiments train EXP [KEY=VALUE ...]      train, print the run folder
     python -m experiments config EXP [KEY=VALUE ...]     print the resolved config as YAML
+    python -m experiments summary EXP [--json]           parameters and FLOPs of the model
     python -m experiments make-mannequin [--out DIR]     generate the mannequin body model
     python -m experiments convert-smpl SRC_DIR [--name smpl]
     python -m experiments synth --out DIR --size tiny|ci|small|full [--datasets a,b] [--seed N]
@@ -70,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
     _add_common(config)
     config.set_defaults(command=_config)
+
+    summary = commands.add_parser("summary", help="parameters and FLOPs of an experiment's model")
+    summary.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
+    summary.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    _add_common(summary)
+    summary.set_defaults(command=_summary)
 
     mannequin = commands.add_parser(
         "make-mannequin", help="generate the mannequin body model (SMPL file format)"
@@ -160,6 +167,12 @@ def _train(args: argparse.Namespace) -> None:
 
 def _config(args: argparse.Namespace) -> None:
     print(to_yaml(load_experiment(args.exp, args.overrides, args.data_root)), end="")
+
+
+def _summary(args: argparse.Namespace) -> None:
+    from experiments.summary import print_summary
+
+    print_summary(resolve(load_experiment(args.exp, args.overrides, args.data_root)), args.json)
 
 
 def _make_mannequin(args: argparse.Namespace) -> None:

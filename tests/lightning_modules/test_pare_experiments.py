@@ -119,3 +119,21 @@ def test_part_loss_and_random_crop_schedules(world, body_models_root, tmp_path):
     assert schedule.random_crop == [False, True, True, True]
     logged = (tmp_path / "logs" / "metrics.csv").read_text()
     assert "train/part_loss_active" in logged and "train/augmentation_partial_crop" in logged
+
+
+def test_summary_of_pare_r50_matches_the_reference_counts(body_models_root, capsys):
+    """`summary pare_r50 --json`: 44.6 M parameters and 13.9 to 14.1 GFLOPs at 224 x 224 (the
+    issue's independent counts), within 2 percent."""
+    import json
+
+    from experiments.cli import main
+
+    assert main(["summary", "pare_r50", "--json", f"body_model.root={body_models_root}"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert set(summary) == {"experiment", "input_size", "params_total", "params_by_module",
+                            "flops_total"}  # fmt: skip
+    assert summary["experiment"] == "pare_r50" and summary["input_size"] == [224, 224]
+    assert abs(summary["params_total"] / 44.6e6 - 1) < 0.02
+    assert 13.9e9 * 0.98 < summary["flops_total"] < 14.1e9 * 1.02
+    by_module = summary["params_by_module"]
+    assert by_module["network.backbone"] + by_module["network.head"] == summary["params_total"]
