@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
 
@@ -161,6 +162,21 @@ class CropDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> list[DataLoader]:
         return self._eval_loaders("test")
+
+    def smpl_annotations(self, limit: int) -> list[dict]:
+        """SMPL annotations of at most `limit` training samples, evenly spaced over the
+        concatenated training splits (`CropDataset.smpl_annotation`); call after `setup`."""
+        parts = self.datasets.get("train", [])
+        total = sum(len(p) for p in parts)
+        if total == 0:
+            return []
+        positions = sorted({int(i) for i in np.linspace(0, total - 1, min(limit, total))})
+        result, offset, part = [], 0, 0
+        for position in positions:
+            while position >= offset + len(parts[part]):
+                offset, part = offset + len(parts[part]), part + 1
+            result.append(parts[part].smpl_annotation(position - offset))
+        return result
 
     def skipped_samples(self) -> int:
         """Bad samples skipped so far over every split (with `skip_bad_samples`)."""

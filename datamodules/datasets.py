@@ -80,6 +80,18 @@ class CropDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         return with_skips(self, index, lambda i: self._sample(self.items[i]))
 
+    def smpl_annotation(self, index: int) -> dict:
+        """{pose (72,), betas (10,), has_smpl} of sample `index` as annotated (no pixels read,
+        no augmentation): for training statistics such as the mean-body baseline."""
+        record_index, person_index = self.items[index]
+        person = self.reader.record(record_index, load_image=False).people[person_index]
+        has_smpl = bool(person.flags.get("has_smpl")) and person.pose is not None
+        return {
+            "pose": person.pose if has_smpl else np.zeros(72),
+            "betas": person.betas if has_smpl else np.zeros(10),
+            "has_smpl": has_smpl,
+        }
+
     def _sample(self, item: tuple[int, int]) -> dict:
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         record, person = self._record(item)

@@ -112,3 +112,17 @@ def geodesic_angle(rotation_1: Tensor, rotation_2: Tensor) -> Tensor:
     _check_trailing_shape(rotation_1, (3, 3), "rotation_1")
     _check_trailing_shape(rotation_2, (3, 3), "rotation_2")
     return roma.rotmat_geodesic_distance(rotation_1, rotation_2)
+
+
+def chordal_mean(rotations: Tensor, dim: int = 0) -> Tensor:
+    """The chordal L2 mean of rotation matrices along `dim`: the rotation nearest (Frobenius)
+    to their arithmetic mean, by roma's special Procrustes (SVD, determinant +1).
+
+    Args:
+        rotations: (..., N, ..., 3, 3) with the N rotations to average on axis `dim` (which
+            must not be one of the last two).
+    """
+    _check_trailing_shape(rotations, (3, 3), "rotations")
+    if dim % rotations.ndim >= rotations.ndim - 2:
+        raise ValueError(f"dim {dim} must not be a matrix axis of shape {tuple(rotations.shape)}")
+    return roma.special_procrustes(rotations.mean(dim=dim))

@@ -23,7 +23,9 @@ their next epoch (`datamodules.augment`).
 Validation, on every named validation split of the DataModule: MPJPE and PA-MPJPE (mm) over
 the canonical keypoints the ground truth has, each pose centred on the mean of those joints
 (a protocol-free check while training; the benchmark protocols live in the registry), as
-torchmetrics means, so they reduce correctly across processes.
+torchmetrics means, so they reduce correctly across processes; the same numbers for the
+training-mean body (`lightning_modules.common.baseline`, fitted at the start of training from
+`baseline_samples` training annotations and kept in the checkpoint) as `val/<split>/baseline/`.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from body import BodyModel
 from body.joint_sets import canonical_indices
 from geometry.cameras import weak_perspective_to_translation
 from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
+from lightning_modules.common.baseline import MeanBodyBaseline
 from lightning_modules.common.prediction import Prediction
 from lightning_modules.pare import losses
 from lightning_modules.pare.network import RegressorOutput
@@ -69,6 +72,7 @@ class PAREModule(pl.LightningModule):
         focal_length: float = 5000.0,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
         augmentation_from_step: Mapping[str, int] | None = None,
+        baseline_samples: int = 2000,
     ) -> None:
         super().__init__()
         if part_supervision not in SUPERVISIONS:
@@ -94,9 +98,11 @@ class PAREModule(pl.LightningModule):
         self.part_supervision, self.part_loss_until_step = part_supervision, part_loss_until_step
         self.heatmap_sigma = heatmap_sigma
         self._part_loss_was_active: bool | None = None
+        self.baseline = MeanBodyBaseline()
+        self.baseline_samples = baseline_samples
         self.augmentation_from_step = dict(augmentation_from_step or {})
         self._augmentations_started: set[str] = set()
-        self.val_means = nn.ModuleList()  # per validation split: MPJPE, PA-MPJPE means
+        self.val_means = nn.ModuleDict()  # "<split index>[/baseline]" -> MPJPE, PA-MPJPE means
 
     # ---------------------------------------------------------------------------------------
     # forward and decoding
@@ -156,6 +162,13 @@ class PAREModule(pl.LightningModule):
                 )
         return terms
 
+    def on_fit_start(self) -> None:
+        """Fit the mean-body baseline once, from the DataModule's training annotations."""
+        annotations = getattr(getattr(self.trainer, "datamodule", None), "smpl_annotations", None)
+        if self.baseline.fitted or annotations is None:
+            return
+        self.baseline.fit(annotations(self.baseline_samples))
+
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         """Switch on the scheduled augmentations (PARE's random crop after a step count)."""
         augmentation = getattr(getattr(self.trainer, "datamodule", None), "augmentation", None)
@@ -187,6 +200,14 @@ class PAREModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         _, keypoints = self.body(self(batch["image"]))
+        self._update_errors(f"{dataloader_idx}", keypoints, batch)
+        if self.baseline.fitted:
+            rotmats, betas = self.baseline(keypoints.shape[0])
+            baseline = self.body_model(rotmats, betas).keypoints
+            self._update_errors(f"{dataloader_idx}/baseline", baseline, batch)
+
+    def _update_errors(self, key: str, keypoints: Tensor, batch: dict) -> None:
+        """Accumulate centred MPJPE and PA-MPJPE (mm) of `keypoints` under `key`."""
         target = batch["keypoints3d"]
         visible = (target[..., 3] > 0) & self.body_model.canonical_available
         weights = visible.to(keypoints.dtype)[..., None]
@@ -196,18 +217,20 @@ class PAREModule(pl.LightningModule):
         mpjpe, valid = mpjpe_per_sample(pred, truth, visible, root_index=None)
         pa_mpjpe, _ = pa_mpjpe_per_sample(pred.double(), truth.double(), visible)
         keep = valid & batch["has_keypoints3d"] & (visible.sum(dim=1) >= 3)
-        while len(self.val_means) <= dataloader_idx:
-            self.val_means.append(nn.ModuleList([MeanMetric(), MeanMetric()]).to(self.device))
-        means = cast(nn.ModuleList, self.val_means[dataloader_idx])
+        if key not in self.val_means:
+            self.val_means[key] = nn.ModuleList([MeanMetric(), MeanMetric()]).to(self.device)
+        means = cast(nn.ModuleList, self.val_means[key])
         for metric, values in zip(means, (mpjpe, pa_mpjpe), strict=True):
             if keep.any():
                 cast(MeanMetric, metric).update(1000.0 * values[keep].float())
 
     def on_validation_epoch_end(self) -> None:
         names = self._val_split_names()
-        for index, module in enumerate(self.val_means):
+        for key, module in self.val_means.items():
+            index, _, variant = key.partition("/")
+            split = names[int(index)] if int(index) < len(names) else index
             means = cast(nn.ModuleList, module)
-            prefix = f"val/{names[index]}" if index < len(names) else f"val/{index}"
+            prefix = f"val/{split}" if not variant else f"val/{split}/{variant}"
             for module_metric, name in zip(means, ("mpjpe_mm", "pa_mpjpe_mm"), strict=True):
                 metric = cast(MeanMetric, module_metric)
                 if metric.update_count:

@@ -181,3 +181,30 @@ def test_mean_params_errors_name_file_and_field(tmp_path):
         load_mean_params(path)
     with pytest.raises(FileNotFoundError, match="not found"):
         load_mean_params(tmp_path / "absent.npz")
+
+
+def test_mean_body_baseline_is_the_chordal_mean():
+    from geometry.rotations import axis_angle_to_matrix, chordal_mean
+    from lightning_modules.common.baseline import MeanBodyBaseline
+
+    torch.manual_seed(3)
+    centre = torch.randn(24, 3) * 0.5
+    poses = centre[None] + 0.05 * torch.randn(50, 24, 3)
+    samples = [{"pose": p.reshape(72), "betas": torch.full((10,), float(i)), "has_smpl": True}
+               for i, p in enumerate(poses)]  # fmt: skip
+    samples.append({"pose": torch.zeros(72), "betas": torch.full((10,), 1e3), "has_smpl": False})
+    baseline = MeanBodyBaseline()
+    assert not baseline.fitted
+    baseline.fit(samples)
+    assert baseline.fitted and int(baseline.num_samples) == 50
+    torch.testing.assert_close(baseline.betas, torch.full((10,), 24.5))
+    expected = chordal_mean(axis_angle_to_matrix(poses.double()), dim=0).float()
+    torch.testing.assert_close(baseline.rotmats, expected)
+    # The chordal mean of small perturbations lies near the centre rotation and is orthonormal.
+    assert (baseline.rotmats - axis_angle_to_matrix(centre)).abs().max() < 0.05
+    eye = torch.eye(3).expand(24, 3, 3)
+    torch.testing.assert_close(baseline.rotmats @ baseline.rotmats.transpose(1, 2), eye)
+    rotmats, betas = baseline(4)
+    assert rotmats.shape == (4, 24, 3, 3) and betas.shape == (4, 10)
+    with pytest.raises(ValueError, match="no training sample with SMPL"):
+        MeanBodyBaseline().fit(samples[-1:])
