@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from datamodules.base import DatasetReader, register_reader
@@ -55,6 +56,7 @@ from datamodules.records import (
     joint_box,
     person_flags,
 )
+from geometry.cameras import project_points
 
 NUM_SEQUENCES, NUM_JOINTS = 20, 17
 SET_FOLDER = "MultiPersonTestSet"
@@ -69,7 +71,7 @@ LAYOUT = (
 
 
 @dataclass(frozen=True)
-class Sequence:
+class ParsedSequence:
     """One parsed sequence: dense per-(frame, person) arrays of its annotation cells."""
 
     name: str
@@ -104,9 +106,10 @@ def fit_intrinsics(points2d: np.ndarray, points3d: np.ndarray) -> np.ndarray:
 def reprojection_rms(K: np.ndarray, points2d: np.ndarray, points3d: np.ndarray) -> float:
     """RMS distance (px) between (N, 2) pixels and the pinhole projections of (N, 3) points."""
     front = points3d[:, 2] > 0
-    projected = points3d[front] @ K.T
-    residual = projected[:, :2] / projected[:, 2:] - points2d[front]
-    return float(np.sqrt((residual**2).sum(axis=1).mean())) if front.any() else float("nan")
+    if not front.any():
+        return float("nan")
+    projected = project_points(torch.as_tensor(points3d[front]), torch.as_tensor(K)).numpy()
+    return float(np.sqrt(((projected - points2d[front]) ** 2).sum(axis=1).mean()))
 
 
 def _struct_field(cell: np.ndarray, key: str, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -231,7 +234,7 @@ class MuPoTSReader(DatasetReader):
             for f, p in zip(*np.nonzero(~sequence.valid), strict=True)
         }
 
-    def _read_sequence(self, name: str, from_json: dict[str, np.ndarray]) -> Sequence:
+    def _read_sequence(self, name: str, from_json: dict[str, np.ndarray]) -> ParsedSequence:
         folder = self.root / SET_FOLDER / name
         points2d, points3d, universal, valid = read_annotations(folder / "annot.mat")
         occluded = read_occlusion(folder / "occlusion.mat", valid.shape)
@@ -244,7 +247,7 @@ class MuPoTSReader(DatasetReader):
             except ValueError as error:
                 raise DataError(f"{folder / 'annot.mat'}: cannot fit intrinsics ({error}); "
                                 f"provide {JSON_NAME}") from error  # fmt: skip
-        return Sequence(
+        return ParsedSequence(
             name, points2d, points3d, universal, valid, occluded, K, source,
             reprojection_rms(K, pairs2d, pairs3d), self._image_size(folder),
         )  # fmt: skip
@@ -300,7 +303,7 @@ class MuPoTSReader(DatasetReader):
                   "univ_keypoints3d": [sequence.universal3d[frame, p].copy() for p in kept]},
         )  # fmt: skip
 
-    def _person(self, sequence: Sequence, frame: int, person: int) -> PersonRecord:
+    def _person(self, sequence: ParsedSequence, frame: int, person: int) -> PersonRecord:
         ones = np.ones((NUM_JOINTS, 1))
         keypoints2d = canonical_keypoints(
             np.hstack([sequence.keypoints2d[frame, person], ones]), self.joint_set

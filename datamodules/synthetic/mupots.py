@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from body.joint_sets import canonical_indices, skeleton
+from body.joint_sets import canonical_indices, root_index, skeleton
 from datamodules.io import savemat, write_image
 from datamodules.synthetic.ground import seen_from, walkers
 from datamodules.synthetic.panoptic import look_at
@@ -95,7 +95,8 @@ def bone_total(keypoints: np.ndarray) -> np.ndarray:
 def universal(keypoints3d: np.ndarray, reference_length: float) -> np.ndarray:
     """(P, T, 17, 3) rescaled about the pelvis so each person's frame-0 total bone length is
     `reference_length` (module docstring)."""
-    pelvis = keypoints3d[..., 14:15, :]
+    root = root_index("mupots_17")
+    pelvis = keypoints3d[..., root : root + 1, :]
     scale = reference_length / bone_total(keypoints3d[:, 0])  # (P,)
     return pelvis + (keypoints3d - pelvis) * scale[:, None, None, None]
 

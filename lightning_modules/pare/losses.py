@@ -37,15 +37,19 @@ def _masked_mean(errors: Tensor, weights: Tensor) -> Tensor:
     return (errors * weights).sum() / total if total > 0 else _zero(errors)
 
 
+def centre_on_shared(points: Tensor, shared: Tensor) -> Tensor:
+    """(B, J, 3) points minus the mean of the joints `shared` (B, J) marks, per sample."""
+    weights = shared.to(points.dtype)[..., None]
+    count = weights.sum(dim=1, keepdim=True).clamp_min(1)
+    return points - (points * weights).sum(dim=1, keepdim=True) / count
+
+
 def keypoints3d_loss(pred: Tensor, target: Tensor, has_keypoints3d: Tensor) -> Tensor:
     """pred (B, J, 3), target (B, J, 4) metres + confidence, has (B,) -> scalar (module doc)."""
     weights = target[..., 3] * has_keypoints3d[:, None].to(target.dtype)  # (B, J)
-    shared = (weights > 0).to(target.dtype)
-    count = shared.sum(dim=1, keepdim=True).clamp_min(1)[..., None]
-    pred_centre = (pred * shared[..., None]).sum(dim=1, keepdim=True) / count
-    target_centre = (target[..., :3] * shared[..., None]).sum(dim=1, keepdim=True) / count
-    errors = ((pred - pred_centre) - (target[..., :3] - target_centre)).square().sum(dim=-1)
-    return _masked_mean(errors, weights)
+    shared = weights > 0
+    errors = centre_on_shared(pred, shared) - centre_on_shared(target[..., :3], shared)
+    return _masked_mean(errors.square().sum(dim=-1), weights)
 
 
 def weak_perspective_project(points: Tensor, cam: Tensor) -> Tensor:

@@ -210,10 +210,8 @@ class PAREModule(pl.LightningModule):
         """Accumulate centred MPJPE and PA-MPJPE (mm) of `keypoints` under `key`."""
         target = batch["keypoints3d"]
         visible = (target[..., 3] > 0) & self.body_model.canonical_available
-        weights = visible.to(keypoints.dtype)[..., None]
-        count = weights.sum(dim=1, keepdim=True).clamp_min(1)
-        pred = keypoints - (keypoints * weights).sum(dim=1, keepdim=True) / count
-        truth = target[..., :3] - (target[..., :3] * weights).sum(dim=1, keepdim=True) / count
+        pred = losses.centre_on_shared(keypoints, visible)
+        truth = losses.centre_on_shared(target[..., :3], visible)
         mpjpe, valid = mpjpe_per_sample(pred, truth, visible, root_index=None)
         pa_mpjpe, _ = pa_mpjpe_per_sample(pred.double(), truth.double(), visible)
         keep = valid & batch["has_keypoints3d"] & (visible.sum(dim=1) >= 3)
