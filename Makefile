@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 EXP ?=
+CKPT ?=
+BENCHMARK ?=
 ARGS ?=
 
 .DEFAULT_GOAL := help
@@ -37,6 +39,15 @@ train: setup ## Train an experiment: make train EXP=name ARGS="trainer.max_steps
 	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [ARGS='key=value ...']"; exit 2)
 	$(PY) -m experiments train $(EXP) $(ARGS)
 
+eval: setup ## Score a checkpoint: make eval CKPT=path BENCHMARK=pw3d_test [ARGS="--limit 100"]
+	@if [ -z "$(CKPT)" ]; then \
+		echo "make eval without CKPT regenerates every paper table; that arrives with the tables command (issue 8)."; \
+		echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='--data-root DIR key=value ...']"; \
+		exit 2; \
+	fi
+	@test -n "$(BENCHMARK)" || (echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='...']"; exit 2)
+	$(PY) -m experiments eval --ckpt $(CKPT) --benchmark $(BENCHMARK) $(ARGS)
+
 synth: setup ## Write the synthetic world (small) under data/synthetic: make synth [ARGS="--size ci"]
 	$(PY) -m experiments synth --out data/synthetic --size small $(ARGS)
 
@@ -49,4 +60,4 @@ clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and bo
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
-.PHONY: help setup test lint format train synth bench clean
+.PHONY: help setup test lint format train eval synth bench clean

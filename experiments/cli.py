@@ -3,6 +3,11 @@
     python -m experiments train EXP [KEY=VALUE ...]      train, print the run folder
     python -m experiments config EXP [KEY=VALUE ...]     print the resolved config as YAML
     python -m experiments summary EXP [--json]           parameters and FLOPs of the model
+    python -m experiments eval --ckpt PATH --benchmark ID [--limit N] [--out-root DIR]
+        [--device cpu|cuda] [KEY=VALUE ...]              score a checkpoint, write results/
+    python -m experiments occlusion-analysis --ckpt PATH [--ckpt PATH ...] --benchmark ID
+        [--patch 40 --stride 8 --limit N --max-batch M]  PARE's Figures 1-3, 5 and 6
+    python -m experiments attention-maps --ckpt PATH --benchmark ID [--limit 8]   Figure 7
     python -m experiments make-mannequin [--out DIR]     generate the mannequin body model
     python -m experiments convert-smpl SRC_DIR [--name smpl]
     python -m experiments synth --out DIR --size tiny|ci|small|full [--datasets a,b] [--seed N]
@@ -78,6 +83,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(summary)
     summary.set_defaults(command=_summary)
 
+    evaluate = commands.add_parser(
+        "eval", help="score a checkpoint on a benchmark; writes results/<exp>/.../<ID>.json"
+    )
+    evaluate.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint file")
+    evaluate.add_argument(
+        "--benchmark", required=True, metavar="ID", help="benchmark id (experiments/benchmarks.py)"
+    )
+    evaluate.add_argument(
+        "--limit", type=_positive_int, metavar="N", help="score the first N samples only"
+    )
+    evaluate.add_argument(
+        "--out-root", default="results", metavar="DIR", help="results folder (default: %(default)s)"
+    )
+    evaluate.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    _add_common(evaluate)
+    evaluate.set_defaults(command=_eval)
+    _add_figure_commands(commands)
+
     mannequin = commands.add_parser(
         "make-mannequin", help="generate the mannequin body model (SMPL file format)"
     )
@@ -97,6 +120,36 @@ def build_parser() -> argparse.ArgumentParser:
     convert.set_defaults(command=_convert_smpl)
     _add_data_commands(commands)
     return parser
+
+
+def _add_figure_commands(commands: argparse._SubParsersAction) -> None:
+    occlusion = commands.add_parser(
+        "occlusion-analysis", help="PARE's occlusion sensitivity maps, meshes and bar chart"
+    )
+    occlusion.add_argument(
+        "--ckpt", required=True, action="append", metavar="PATH", help="checkpoint (repeatable)"
+    )
+    occlusion.add_argument("--benchmark", required=True, metavar="ID", help="benchmark id")
+    occlusion.add_argument("--patch", type=_positive_int, default=40, help="occluder side (px)")
+    occlusion.add_argument("--stride", type=_positive_int, default=8, help="occluder step (px)")
+    occlusion.add_argument("--limit", type=_positive_int, metavar="N", help="first N crops only")
+    occlusion.add_argument(
+        "--max-batch", type=_positive_int, metavar="M", help="forward passes per batch"
+    )
+    occlusion.add_argument("--bar-chart", metavar="PNG", help="where to write Figure 6")
+    occlusion.add_argument("--out-root", default="results", metavar="DIR")
+    occlusion.add_argument("--device", help="torch device (default: cuda when available)")
+    _add_common(occlusion)
+    occlusion.set_defaults(command=_occlusion_analysis)
+
+    attention = commands.add_parser("attention-maps", help="PARE's attention per joint (Fig. 7)")
+    attention.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint file")
+    attention.add_argument("--benchmark", required=True, metavar="ID", help="benchmark id")
+    attention.add_argument("--limit", type=_positive_int, default=8, metavar="N")
+    attention.add_argument("--out-root", default="results", metavar="DIR")
+    attention.add_argument("--device", help="torch device (default: cuda when available)")
+    _add_common(attention)
+    attention.set_defaults(command=_attention_maps)
 
 
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
@@ -173,6 +226,62 @@ def _summary(args: argparse.Namespace) -> None:
     from experiments.summary import print_summary
 
     print_summary(resolve(load_experiment(args.exp, args.overrides, args.data_root)), args.json)
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from experiments.evaluate import evaluate, metrics_table  # imports Lightning and torch
+
+    path, results = evaluate(
+        args.ckpt,
+        args.benchmark,
+        args.overrides,
+        args.data_root,
+        limit=args.limit,
+        out_root=args.out_root,
+        device=args.device,
+    )
+    print(path)
+    print(
+        f"{results['benchmark']} on {results['num_samples']} samples of {results['data_tag']}:",
+        metrics_table(results),
+        sep="\n",
+    )
+
+
+def _occlusion_analysis(args: argparse.Namespace) -> None:
+    from experiments.figure_commands import occlusion_analysis
+
+    outputs, chart = occlusion_analysis(
+        args.ckpt,
+        args.benchmark,
+        args.overrides,
+        args.data_root,
+        out_root=args.out_root,
+        patch=args.patch,
+        stride=args.stride,
+        limit=args.limit,
+        max_batch=args.max_batch,
+        device=args.device,
+        bar_chart_path=args.bar_chart,
+    )
+    print(*(path.parent for path in outputs), chart, sep="\n")
+
+
+def _attention_maps(args: argparse.Namespace) -> None:
+    from experiments.figure_commands import attention_maps
+
+    paths = attention_maps(
+        args.ckpt, args.benchmark, args.overrides, args.data_root, args.out_root, args.limit,
+        args.device,
+    )  # fmt: skip
+    print(paths[0].parent if paths else "no crops")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _make_mannequin(args: argparse.Namespace) -> None:

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from geometry.rotations import matrix_to_rotation_6d
+
 NUM_JOINTS, ROT6D = 24, 6
 POSE_6D = NUM_JOINTS * ROT6D
 MEAN_FIELDS = {"pose": (POSE_6D,), "shape": (10,), "cam": (3,)}
@@ -88,9 +90,9 @@ class IterativeRegressor(nn.Module):
         self.pose_decoder = _small_linear(hidden, POSE_6D)
         self.shape_decoder = _small_linear(hidden, 10)
         self.cam_decoder = _small_linear(hidden, 3)
-        self.register_buffer("init_pose", mean_params["pose"].float().reshape(POSE_6D))
-        self.register_buffer("init_shape", mean_params["shape"].float().reshape(10))
-        self.register_buffer("init_cam", mean_params["cam"].float().reshape(3))
+        self.register_buffer("init_pose", mean_params["pose"].float().clone().reshape(POSE_6D))
+        self.register_buffer("init_shape", mean_params["shape"].float().clone().reshape(10))
+        self.register_buffer("init_cam", mean_params["cam"].float().clone().reshape(3))
 
     def forward(self, features: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         batch = features.shape[0]
@@ -103,3 +105,20 @@ class IterativeRegressor(nn.Module):
             shape = shape + self.shape_decoder(hidden)
             cam = cam + self.cam_decoder(hidden)
         return pose.reshape(batch, NUM_JOINTS, ROT6D), shape, cam
+
+
+def set_initial_body(module: nn.Module, rotmats: Tensor, betas: Tensor) -> int:
+    """Replace the initial pose and shape of every regressor in `module` (the modules holding
+    `init_pose` and `init_shape` buffers: `IterativeRegressor`, PARE's head) by the body of
+    `rotmats` (24, 3, 3) and `betas` (10,): the mean parameters measured on the training data,
+    as SPIN's file was. Returns how many regressors were set."""
+    pose6d = matrix_to_rotation_6d(rotmats.double(), layout="columns").reshape(-1)
+    count = 0
+    for child in module.modules():
+        init_pose = getattr(child, "init_pose", None)
+        init_shape = getattr(child, "init_shape", None)
+        if isinstance(init_pose, Tensor) and isinstance(init_shape, Tensor):
+            init_pose.copy_(pose6d.reshape(init_pose.shape).to(init_pose))
+            init_shape.copy_(betas.reshape(init_shape.shape).to(init_shape))
+            count += 1
+    return count

@@ -15,6 +15,13 @@ heatmaps of the 24 SMPL joints; the head then has 24 part channels), `none`, or
 `parts_then_none` (parts until `part_loss_until_step`, then off; the switch is logged once as
 `train/part_loss_active`). The HMR-EFT baseline has no P and uses `none`.
 
+Mean parameters: the regressors start from the mean parameters of the network config (SPIN's
+`smpl_mean_params.npz` layout; the mannequin ships designed ones). With
+`mean_params_from_training_data`, the start of a fresh training run replaces them by the
+training-mean body the baseline has just measured (`set_initial_body`), which is how SPIN's
+file was made (means of its training fits); the buffers then travel in the checkpoint, so a
+resumed or evaluated model keeps them.
+
 Augmentation schedule: `augmentation_from_step` ({name: step}) switches a DataModule
 augmentation on once training reaches the step (PARE's random crop, `partial_crop`, after 175K
 steps), logged as `train/augmentation_<name>`; with DataLoader workers it takes effect at
@@ -26,6 +33,10 @@ the canonical keypoints the ground truth has, each pose centred on the mean of t
 torchmetrics means, so they reduce correctly across processes; the same numbers for the
 training-mean body (`lightning_modules.common.baseline`, fitted at the start of training from
 `baseline_samples` training annotations and kept in the checkpoint) as `val/<split>/baseline/`.
+
+Prediction (`predict_step`): the canonical `Prediction` with, in `extras`, `attention`
+(B, 1, 24, h, w) on request and `part_segm` (B, 1, h, w) int64 part labels at feature resolution
+(0 background, 1..24; argmax of P) when P has the 24 + 1 part channels.
 """
 
 from __future__ import annotations
@@ -44,6 +55,7 @@ from geometry.cameras import weak_perspective_to_translation
 from geometry.rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from lightning_modules.common.baseline import MeanBodyBaseline
 from lightning_modules.common.prediction import Prediction
+from lightning_modules.common.smpl_regressor import set_initial_body
 from lightning_modules.pare import losses
 from lightning_modules.pare.network import RegressorOutput
 from metrics.joints import mpjpe_per_sample, pa_mpjpe_per_sample
@@ -53,6 +65,14 @@ LOSS_NAMES = ("keypoints3d", "keypoints2d", "pose", "betas", "parts")
 DEFAULT_WEIGHTS = {"keypoints3d": 5.0, "keypoints2d": 5.0, "pose": 1.0, "betas": 0.001,
                    "parts": 1.0}  # fmt: skip
 SMPL_24 = canonical_indices("smpl_24")
+NUM_PARTS = losses.NUM_PARTS
+
+
+def part_labels(part_logits: Tensor) -> Tensor:
+    """(B, 25, h, w) logits (24 parts, then background) -> (B, h, w) int64 labels in the
+    suite's convention (0 background, 1..24 parts), the inverse of `losses.part_targets`."""
+    channel = part_logits.argmax(dim=1)
+    return torch.where(channel == NUM_PARTS, 0, channel + 1)
 
 
 class PAREModule(pl.LightningModule):
@@ -73,6 +93,7 @@ class PAREModule(pl.LightningModule):
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
         augmentation_from_step: Mapping[str, int] | None = None,
         baseline_samples: int = 2000,
+        mean_params_from_training_data: bool = False,
     ) -> None:
         super().__init__()
         if part_supervision not in SUPERVISIONS:
@@ -100,6 +121,7 @@ class PAREModule(pl.LightningModule):
         self._part_loss_was_active: bool | None = None
         self.baseline = MeanBodyBaseline()
         self.baseline_samples = baseline_samples
+        self.mean_params_from_training_data = mean_params_from_training_data
         self.augmentation_from_step = dict(augmentation_from_step or {})
         self._augmentations_started: set[str] = set()
         self.val_means = nn.ModuleDict()  # "<split index>[/baseline]" -> MPJPE, PA-MPJPE means
@@ -168,6 +190,8 @@ class PAREModule(pl.LightningModule):
         if self.baseline.fitted or annotations is None:
             return
         self.baseline.fit(annotations(self.baseline_samples))
+        if self.mean_params_from_training_data:
+            set_initial_body(self.network, self.baseline.rotmats, self.baseline.betas)
 
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
         """Switch on the scheduled augmentations (PARE's random crop after a step count)."""
@@ -250,6 +274,8 @@ class PAREModule(pl.LightningModule):
         extras = {}
         if with_attention and output.attention is not None:
             extras["attention"] = output.attention[:, None]
+        if output.part_logits is not None and output.part_logits.shape[1] == NUM_PARTS + 1:
+            extras["part_segm"] = part_labels(output.part_logits)[:, None]
         return Prediction(
             keypoints3d=(keypoints + transl[:, None])[:, None], K=K,
             person_valid=torch.ones(batch_size, 1, dtype=torch.bool, device=pose.device),

@@ -168,9 +168,11 @@ class PAREHead(nn.Module):
         for layer in (self.shape_layer, self.cam_layer):
             nn.init.xavier_uniform_(layer.weight, gain=0.01)
             nn.init.zeros_(layer.bias)
-        self.register_buffer("init_pose", mean_params["pose"].float().reshape(NUM_JOINTS, ROT6D))
-        self.register_buffer("init_shape", mean_params["shape"].float().reshape(10))
-        self.register_buffer("init_cam", mean_params["cam"].float().reshape(3))
+        self.register_buffer(
+            "init_pose", mean_params["pose"].float().clone().reshape(NUM_JOINTS, ROT6D)
+        )
+        self.register_buffer("init_shape", mean_params["shape"].float().clone().reshape(10))
+        self.register_buffer("init_cam", mean_params["cam"].float().clone().reshape(3))
 
     def forward(self, features: Tensor) -> RegressorOutput:
         part_logits = self.part_final(self.part_branch(features))  # (B, J+1 or J, h, w)

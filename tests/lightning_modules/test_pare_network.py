@@ -11,9 +11,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from geometry.rotations import rotation_6d_to_matrix
+from geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from lightning_modules.common.backbones import ResNetBackbone
-from lightning_modules.common.smpl_regressor import IterativeRegressor, load_mean_params
+from lightning_modules.common.smpl_regressor import (
+    IterativeRegressor,
+    load_mean_params,
+    set_initial_body,
+)
 from lightning_modules.pare import losses
 from lightning_modules.pare.network import (
     HMRNetwork,
@@ -70,6 +74,26 @@ def test_untrained_network_predicts_the_mean_body_and_shapes(mean_params):
         out = hmr.eval()(torch.randn(2, 3, 64, 64))
     assert out.rotmats.shape == (2, 24, 3, 3) and out.part_logits is None
     assert (out.rotmats - mean_rotations).abs().max() < 0.2
+
+
+def test_the_initial_body_can_be_set_from_training_statistics(mean_params):
+    """`set_initial_body` (PAREModule's mean_params_from_training_data) moves both regressors'
+    starting point to a given body: the untrained networks then predict it."""
+    torch.manual_seed(0)
+    rotmats = axis_angle_to_matrix(0.4 * torch.randn(24, 3))
+    betas = torch.linspace(-1, 1, 10)
+    pare = _pare(mean_params, depth=18).eval()
+    hmr = HMRNetwork(
+        ResNetBackbone(18), functools.partial(IterativeRegressor, mean_params=mean_params)
+    ).eval()
+    for network in (pare, hmr):
+        assert set_initial_body(network, rotmats, betas) == 1
+        with torch.no_grad():
+            out = network(torch.randn(2, 3, 64, 64))
+        assert (out.rotmats - rotmats).abs().max() < 0.2
+        assert (out.betas - betas).abs().max() < 0.2
+        far = (rotation_6d_to_matrix(mean_params["pose"].reshape(24, 6)) - rotmats).abs().max()
+        assert far > 0.5  # the check above would fail from the shipped mean parameters
 
 
 def test_spatial_softmax_attention_and_pooling():

@@ -1,0 +1,441 @@
+"""`python -m experiments eval`: score one checkpoint on one benchmark and write its results file.
+
+    python -m experiments eval --ckpt PATH --benchmark ID [--data-root DIR] [--limit N]
+        [--out-root results] [--device cpu|cuda] [KEY=VALUE ...]
+
+The experiment comes from the checkpoint: every checkpoint the runner writes carries the
+resolved config under `run_info` (experiments/run_info.py). That config is what trained the
+weights and is used as it is, except for the paths, which are re-resolved from the command
+line and the environment, never taken from the checkpoint (DESIGN.md): `data_root`,
+`cache_root` and `body_model.root` come from `--data-root`, the overrides and the variables
+`DATA_ROOT`, `CACHE_ROOT`, `BODY_MODELS` as for every command, and each value of the stored
+config that was one of the old paths, or lies under one, moves with it (the config is stored
+resolved, so `data.data_root` and `model.network.head.mean_params` hold copies).
+`allow_mannequin_on_real_data` is likewise an evaluation-time choice (results record it).
+`body_model.name` is the checkpoint's: the weights predict that model's parameters. Other
+`KEY=VALUE` overrides change values of the stored config (`data.num_workers=0`); a leading
+plus sets an argument it does not list (`+data.eval_batch_size=16`); group choices
+(`trainer=cpu`) do not apply to a trained checkpoint.
+
+The benchmark's split is read by the experiment's own DataModule class and data settings
+(crop size, box factor, target transform) as a test split, so without augmentation, in order;
+`--limit N` scores the first N samples only (the results file says so). A benchmark that
+selects no samples is refused. The model is the experiment's `model` node with the
+checkpoint's `state_dict` (strict); `predict_step` gives each batch's `Prediction`, and the
+training-mean baseline kept in the checkpoint (`lightning_modules.common.baseline`) goes
+through the same scoring functions (`experiments.benchmarks`). A benchmark needing a field the
+baseline cannot give (part labels) records the baseline as `none`.
+
+Results file: `<out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/<benchmark>.json`, the data
+tag being `synthetic-<sha256[:12] of SYNTHETIC.json>` on a synthetic root and `real-<sha256[:12]
+of the resolved data root path>` otherwise; written atomically (temporary file, then rename).
+Metric values that are undefined (a part class absent from both prediction and ground truth)
+are null.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from datamodules.base import SYNTHETIC_FILE, BodyModels, body_model_sha256
+from experiments.benchmarks import (
+    Benchmark,
+    Estimate,
+    estimate_from_prediction,
+    get_benchmark,
+    score_batch,
+)
+from experiments.config import ConfigError, load_base, resolve
+from experiments.run_info import CHECKPOINT_KEY, git_state
+from lightning_modules.common.baseline import MeanBodyBaseline
+from metrics import results_of
+
+PATH_KEYS = ("data_root", "cache_root", "body_model.root")  # re-resolved, moved in the config
+EVAL_TIME_KEYS = (*PATH_KEYS, "allow_mannequin_on_real_data")  # from the command line / env
+BASELINE_NAME = "training_mean_body"
+SHORT_HASH = 12
+DATA_ERRORS = (FileNotFoundError, ValueError, KeyError)  # reported as such (exit status 1)
+
+
+def evaluate(
+    ckpt: str | Path,
+    benchmark_id: str,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    out_root: str | Path = "results",
+    device: str | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Score checkpoint `ckpt` on benchmark `benchmark_id`; return (results path, results)."""
+    benchmark = get_benchmark(benchmark_id)
+    ckpt = Path(ckpt)
+    loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
+    cfg, module, loader, num_samples = loaded.cfg, loaded.module, loaded.loader, loaded.num_samples
+    models = BodyModels(cfg.body_model.root, cfg.body_model.name)
+    model_results, baseline_results = score(module, loader, benchmark, models, loaded.device)
+    root = Path(cfg.data_root)
+    synthetic = (root / SYNTHETIC_FILE).is_file()
+    results = {
+        "experiment": cfg.exp_name,
+        "benchmark": benchmark.id,
+        "protocol": benchmark.protocol,
+        "joint_set": benchmark.joint_set,
+        "dataset": benchmark.dataset,
+        "split": benchmark.split,
+        "num_samples": num_samples,
+        "limit": limit,
+        "checkpoint": str(ckpt),
+        "checkpoint_sha256": file_sha256(ckpt),
+        "data_root": str(root.resolve()),
+        "data_tag": data_tag(root),
+        "synthetic": synthetic,
+        "allow_mannequin_on_real_data": bool(cfg.allow_mannequin_on_real_data),
+        "body_model": {
+            "name": cfg.body_model.name,
+            "sha256": body_model_sha256(models.model_dir),
+        },
+        "code_revision": git_state(),
+        "checkpoint_code_revision": loaded.run_info.get("git"),
+        "metrics": model_results,
+        "baseline": baseline_results,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    path = results_path(out_root, results)
+    write_json_atomic(path, results)
+    return path, results
+
+
+@dataclass
+class Loaded:
+    """What evaluating a checkpoint on a benchmark starts from (`load_for_evaluation`)."""
+
+    cfg: DictConfig
+    run_info: dict[str, Any]
+    module: pl.LightningModule
+    loader: DataLoader
+    num_samples: int
+    device: torch.device
+
+
+def load_for_evaluation(
+    ckpt: Path,
+    benchmark: Benchmark,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    limit: int | None = None,
+    device: str | None = None,
+) -> Loaded:
+    """The checkpoint's config (paths re-resolved), its module in eval mode on `device`
+    (default: cuda when available) and the benchmark's loader; shared by `eval` and the
+    figure commands (experiments/figure_commands.py)."""
+    checkpoint = load_checkpoint(ckpt)
+    run_info = checkpoint[CHECKPOINT_KEY]
+    cfg = checkpoint_config(run_info["config"], overrides, data_root)
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    module = build_module(cfg, checkpoint["state_dict"], ckpt).to(torch_device)
+    loader, num_samples = benchmark_loader(cfg, benchmark, limit)
+    return Loaded(cfg, run_info, module, loader, num_samples, torch_device)
+
+
+# ----------------------------------------------------------------------------- checkpoint
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A runner checkpoint (`state_dict` and `run_info`), read with `weights_only=True`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
+        raise ValueError(
+            f"cannot load checkpoint {path}: {type(error).__name__}: {error}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    info = checkpoint.get(CHECKPOINT_KEY)
+    if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
+        raise ValueError(
+            f"{path} has no '{CHECKPOINT_KEY}' with the experiment config: it was not written by "
+            "`python -m experiments train`"
+        )
+    return checkpoint
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_config(
+    stored: Mapping[str, Any], overrides: Sequence[str] = (), data_root: str | Path | None = None
+) -> DictConfig:
+    """The checkpoint's config with the paths re-resolved and `overrides` applied (module
+    docstring); struct mode, every value plain."""
+    eval_time = [o for o in overrides if _override_key(o) in (*EVAL_TIME_KEYS, "body_model.name")]
+    rest = [o for o in overrides if o not in eval_time]
+    base = resolve(load_base(eval_time, data_root), allow_missing=True)
+    if base.body_model.name != stored["body_model"]["name"]:
+        raise ConfigError(
+            f"body_model.name comes from the checkpoint, which was trained with "
+            f"'{stored['body_model']['name']}' (not '{base.body_model.name}')"
+        )
+    old = OmegaConf.create(dict(stored))
+    moves = [(str(OmegaConf.select(old, k)), str(OmegaConf.select(base, k))) for k in PATH_KEYS]
+    plain = relocate_paths(dict(stored), moves)
+    plain = set_every(
+        plain, "allow_mannequin_on_real_data", bool(base.allow_mannequin_on_real_data)
+    )
+    cfg = OmegaConf.create(plain)
+    for key in PATH_KEYS:
+        OmegaConf.update(cfg, key, OmegaConf.select(base, key))
+    OmegaConf.set_struct(cfg, True)
+    for override in rest:
+        cfg = _apply_override(cfg, override)
+    return cfg
+
+
+def relocate_paths(node: Any, moves: Sequence[tuple[str, str]]) -> Any:
+    """A copy of the plain config `node` where every string equal to an old path of `moves`
+    ((old, new) pairs), or lying under it, is moved to the new path; longer old paths first."""
+    ordered = sorted(
+        (m for m in moves if m[0].strip("/") and m[0] != m[1]), key=lambda m: -len(m[0])
+    )
+    if isinstance(node, dict):
+        return {key: relocate_paths(value, ordered) for key, value in node.items()}
+    if isinstance(node, list):
+        return [relocate_paths(value, ordered) for value in node]
+    if isinstance(node, str):
+        for old, new in ordered:
+            stem = old.rstrip("/")
+            if node in (old, stem):
+                return new
+            if node.startswith(stem + "/"):
+                return new.rstrip("/") + node[len(stem) :]
+    return node
+
+
+def set_every(node: Any, key: str, value: Any) -> Any:
+    """A copy of the plain config `node` with `key` set to `value` wherever it occurs."""
+    if isinstance(node, dict):
+        return {k: value if k == key else set_every(v, key, value) for k, v in node.items()}
+    if isinstance(node, list):
+        return [set_every(item, key, value) for item in node]
+    return node
+
+
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _apply_override(cfg: DictConfig, override: str) -> DictConfig:
+    if "=" not in override:
+        raise ConfigError(f"Override '{override}' is not KEY=VALUE")
+    key = _override_key(override)
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    adding = override.startswith("+")
+    if not isinstance(parent, DictConfig) or (leaf not in parent and not adding):
+        valid = ", ".join(str(k) for k in parent) if isinstance(parent, DictConfig) else "none"
+        raise ConfigError(
+            f"Override '{override}': the checkpoint's config has no key '{key}' (keys of "
+            f"'{parent_key or 'the top level'}': {valid}); add an argument it does not list "
+            f"with a leading plus: +{override}"
+        )
+    if leaf in parent and isinstance(parent[leaf], DictConfig):
+        raise ConfigError(
+            f"Override '{override}': '{key}' is a group of keys; eval changes values only "
+            "(group choices such as trainer=cpu do not apply to a trained checkpoint)"
+        )
+    try:
+        OmegaConf.set_struct(cfg, not adding)
+        merged = OmegaConf.merge(cfg, OmegaConf.from_dotlist([override.lstrip("+")]))
+    except OmegaConfBaseException as error:
+        raise ConfigError(f"Override '{override}': {error}") from None
+    assert isinstance(merged, DictConfig)
+    OmegaConf.set_struct(merged, True)
+    return merged
+
+
+def build_module(cfg: DictConfig, state_dict: Mapping[str, Any], ckpt: Path) -> pl.LightningModule:
+    """The experiment's LightningModule with the checkpoint's weights, in eval mode."""
+    module = _instantiate(cfg.model, "model")
+    try:
+        module.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise ValueError(
+            f"{ckpt}: the weights do not fit the model its config builds: {error}"
+        ) from None
+    return module.eval()
+
+
+def _instantiate(node: DictConfig, what: str, **kwargs: Any) -> Any:
+    """`instantiate(node)`; a data or file error of the constructor propagates as itself, any
+    other failure (an argument the class does not take) is a ConfigError."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, DATA_ERRORS):
+            raise error.__cause__ from None
+        raise ConfigError(f"Cannot build the checkpoint's {what}: {error}") from None
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def benchmark_loader(
+    cfg: DictConfig, benchmark: Benchmark, limit: int | None
+) -> tuple[DataLoader, int]:
+    """(loader, number of samples) of the benchmark's split as the experiment's DataModule
+    serves a test split (the first `limit` samples only, when given); ValueError when the split
+    selects no samples."""
+    spec = {"dataset": benchmark.dataset, "split": benchmark.split}
+    datamodule = _instantiate(cfg.data, "data", train=[], val={}, test={benchmark.id: spec})
+    datamodule.setup("test")
+    loader = datamodule.test_dataloader()[0]
+    size = len(loader.dataset)
+    if size == 0:
+        raise ValueError(
+            f"benchmark {benchmark.id} selects no samples: split '{benchmark.split}' of "
+            f"{benchmark.dataset} under {cfg.data_root} is empty"
+        )
+    if limit is None or limit >= size:
+        return loader, size
+    subset = DataLoader(
+        Subset(loader.dataset, range(limit)),
+        batch_size=loader.batch_size,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+    )
+    return subset, limit
+
+
+# ----------------------------------------------------------------------------- scoring
+
+
+def score(
+    module: pl.LightningModule,
+    loader: DataLoader,
+    benchmark: Benchmark,
+    models: BodyModels,
+    device: torch.device,
+) -> tuple[dict[str, float | None], dict[str, Any]]:
+    """(the model's metrics, the baseline's {name, metrics[, note]}) over every batch."""
+    model_metrics = [m.to(device) for m in benchmark.metrics()]
+    baseline, why_not = usable_baseline(module, benchmark)
+    baseline_metrics = [m.to(device) for m in benchmark.metrics()]
+    with torch.inference_mode():
+        for index, batch in enumerate(tqdm(loader, desc=f"eval {benchmark.id}", disable=None)):
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            estimate = estimate_from_prediction(module.predict_step(batch, index))
+            missing = estimate.lacks(benchmark.needs)
+            if missing:
+                raise ValueError(
+                    f"benchmark {benchmark.id} needs {', '.join(missing)}, which "
+                    f"{type(module).__name__}.predict_step does not give for this checkpoint"
+                )
+            score_batch(benchmark, model_metrics, estimate, batch, models)
+            if baseline is not None:
+                rotmats, betas = baseline(len(batch["image"]))
+                score_batch(benchmark, baseline_metrics, Estimate(rotmats, betas), batch, models)
+    if baseline is None:
+        baseline_entry = {"name": "none", "metrics": {}, "note": why_not}
+    else:
+        baseline_entry = {"name": BASELINE_NAME, "metrics": _finite(results_of(baseline_metrics))}
+    return _finite(results_of(model_metrics)), baseline_entry
+
+
+def usable_baseline(
+    module: pl.LightningModule, benchmark: Benchmark
+) -> tuple[MeanBodyBaseline | None, str]:
+    """The module's fitted training-mean baseline when it gives what the benchmark needs,
+    else None and why not."""
+    baseline = getattr(module, "baseline", None)
+    if not isinstance(baseline, MeanBodyBaseline) or not baseline.fitted:
+        return None, "the checkpoint holds no fitted training-mean baseline"
+    missing = Estimate(baseline.rotmats, baseline.betas).lacks(benchmark.needs)
+    if missing:
+        return None, f"the {BASELINE_NAME} baseline predicts no {', '.join(missing)}"
+    return baseline, ""
+
+
+def _finite(values: Mapping[str, float]) -> dict[str, float | None]:
+    """Undefined (NaN) metric values as None, so results files are strict JSON."""
+    return {key: value if math.isfinite(value) else None for key, value in values.items()}
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def data_tag(data_root: Path) -> str:
+    """`synthetic-<hash of SYNTHETIC.json>` or `real-<hash of the resolved data root>`."""
+    info = Path(data_root) / SYNTHETIC_FILE
+    if info.is_file():
+        return f"synthetic-{hashlib.sha256(info.read_bytes()).hexdigest()[:SHORT_HASH]}"
+    resolved = str(Path(data_root).resolve()).encode()
+    return f"real-{hashlib.sha256(resolved).hexdigest()[:SHORT_HASH]}"
+
+
+def results_path(out_root: str | Path, results: Mapping[str, Any]) -> Path:
+    """`<out_root>/<exp>/<checkpoint sha256[:12]>/<data tag>/<benchmark>.json`."""
+    return (
+        Path(out_root)
+        / str(results["experiment"])
+        / str(results["checkpoint_sha256"])[:SHORT_HASH]
+        / str(results["data_tag"])
+        / f"{results['benchmark']}.json"
+    )
+
+
+def write_json_atomic(path: Path, content: Mapping[str, Any]) -> None:
+    """Write `content` as JSON to `path` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(content, indent=2, allow_nan=False) + "\n"
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def metrics_table(results: Mapping[str, Any]) -> str:
+    """The model's and the baseline's metrics side by side, one line per metric."""
+    baseline = results["baseline"]
+    header = ("metric", "model", baseline["name"])
+    rows = [
+        (key, _number(value), _number(baseline["metrics"].get(key)))
+        for key, value in results["metrics"].items()
+    ]
+    width = max(len(row[0]) for row in [header, *rows])
+    lines = [f"{header[0]:<{width}}  {header[1]:>10}  {header[2]:>18}"]
+    lines += [f"{key:<{width}}  {model:>10}  {base:>18}" for key, model, base in rows]
+    return "\n".join(lines)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"

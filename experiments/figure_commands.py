@@ -1,0 +1,88 @@
+"""`occlusion-analysis` and `attention-maps`: the PARE paper's figures from trained checkpoints.
+
+    python -m experiments occlusion-analysis --ckpt PATH [--ckpt PATH ...] --benchmark ID
+        [--patch 40 --stride 8 --limit N --max-batch M --device D] [KEY=VALUE ...]
+    python -m experiments attention-maps --ckpt PATH --benchmark ID [--limit 8]
+
+Each checkpoint is loaded as `eval` loads it (`experiments.evaluate.load_for_evaluation`: the
+experiment from the checkpoint, paths from the command line and environment) and its outputs go
+beside its results files, `<out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/`, in
+`occlusion_<benchmark>/` (`experiments.occlusion.write_outputs` lists the files) or
+`attention_<benchmark>/` (`attention_<i>.png`, Figure 7). The occlusion command also draws
+Figure 6, the per-joint bar chart of every checkpoint given, as
+`<out-root>/occlusion_<benchmark>_per_joint.png` (`--bar-chart` to choose the file); bars are
+labelled `<exp> <sha256[:8]>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import cast
+
+from experiments.benchmarks import get_benchmark
+from experiments.evaluate import SHORT_HASH, data_tag, file_sha256, load_for_evaluation
+from experiments.figures import attention_figures
+from experiments.occlusion import (
+    OcclusionModule,
+    bar_chart,
+    load_per_joint,
+    run_occlusion_analysis,
+)
+
+
+def _run_folder(out_root: str | Path, experiment: str, ckpt: Path, data_root: str) -> Path:
+    sha = file_sha256(ckpt)[:SHORT_HASH]
+    return Path(out_root) / experiment / sha / data_tag(Path(data_root))
+
+
+def occlusion_analysis(
+    ckpts: Sequence[str | Path],
+    benchmark_id: str,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    out_root: str | Path = "results",
+    patch: int = 40,
+    stride: int = 8,
+    limit: int | None = None,
+    max_batch: int | None = None,
+    device: str | None = None,
+    bar_chart_path: str | Path | None = None,
+) -> tuple[list[Path], Path]:
+    """Run the analysis for each checkpoint; return (their occlusion.json paths, bar chart)."""
+    benchmark = get_benchmark(benchmark_id)
+    outputs, per_model = [], {}
+    for ckpt in map(Path, ckpts):
+        loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
+        folder = _run_folder(out_root, loaded.cfg.exp_name, ckpt, loaded.cfg.data_root)
+        json_path = run_occlusion_analysis(
+            cast(OcclusionModule, loaded.module),
+            loaded.loader.dataset,
+            folder / f"occlusion_{benchmark.id}",
+            patch=patch,
+            stride=stride,
+            max_batch=max_batch,
+        )
+        outputs.append(json_path)
+        per_model[f"{loaded.cfg.exp_name} {file_sha256(ckpt)[:8]}"] = load_per_joint(json_path)
+    chart = Path(bar_chart_path or Path(out_root) / f"occlusion_{benchmark.id}_per_joint.png")
+    return outputs, bar_chart(per_model, chart)
+
+
+def attention_maps(
+    ckpt: str | Path,
+    benchmark_id: str,
+    overrides: Sequence[str] = (),
+    data_root: str | Path | None = None,
+    out_root: str | Path = "results",
+    limit: int = 8,
+    device: str | None = None,
+) -> list[Path]:
+    """Write Figure 7 (attention per joint over the crop) for the first `limit` crops."""
+    ckpt = Path(ckpt)
+    benchmark = get_benchmark(benchmark_id)
+    loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
+    folder = _run_folder(out_root, loaded.cfg.exp_name, ckpt, loaded.cfg.data_root)
+    return attention_figures(
+        loaded.module, loaded.loader.dataset, folder / f"attention_{benchmark.id}", limit
+    )
