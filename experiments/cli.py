@@ -207,7 +207,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
         "overrides",
         nargs="*",
         metavar="KEY=VALUE",
-        help="config overrides (trainer.max_steps=10) and group choices (trainer=cpu)",
+        help="config overrides (trainer.max_steps=10) and, except for eval and the figure "
+        "commands (which read the checkpoint's config), group choices (trainer=cpu)",
     )
 
 

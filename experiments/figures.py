@@ -30,7 +30,7 @@ from tqdm import tqdm
 from body.joint_sets import joint_names as joint_set_names
 from datamodules.crops import IMAGENET_MEAN, IMAGENET_STD
 from datamodules.datasets import collate_crops
-from geometry.drawing import _fit_view_camera, heatmap_grid, save_png
+from geometry.drawing import fit_view_camera, heatmap_grid, save_png
 from geometry.rasterizer import interpolate, rasterize
 from geometry.render import render_shaded
 from lightning_modules.common.prediction import Prediction
@@ -170,7 +170,7 @@ def render_vertex_values(
     values = np.asarray(values, dtype=np.float64)
     ranges = finite_ranges(values) if value_ranges is None else np.asarray(value_ranges, float)
     points = vertices.detach().double().cpu().numpy()
-    cameras = [_fit_view_camera(points, BODY_VIEW_ROTATIONS[v], image_size, margin) for v in views]
+    cameras = [fit_view_camera(points, BODY_VIEW_ROTATIONS[v], image_size, margin) for v in views]
     view_vertices = torch.as_tensor(np.stack([c[0] for c in cameras]), dtype=torch.float32)
     K = torch.as_tensor(np.stack([c[1] for c in cameras]), dtype=torch.float32)
     faces = faces.detach().cpu().to(torch.int64)

@@ -160,7 +160,7 @@ def scene_views(
     )
     vertex_colors = torch.as_tensor(np.asarray(palette, dtype=np.float32)[person.numpy()])
     points = vertices.double().numpy()
-    cameras = [_fit_view_camera(points, VIEW_ROTATIONS[name], image_size, margin) for name in views]
+    cameras = [fit_view_camera(points, VIEW_ROTATIONS[name], image_size, margin) for name in views]
     view_vertices = torch.as_tensor(np.stack([view for view, _ in cameras]), dtype=torch.float32)
     K = torch.as_tensor(np.stack([K for _, K in cameras]), dtype=torch.float32)
     rgb, mask = render_shaded(view_vertices, faces, K, (height, width), vertex_colors)
@@ -169,7 +169,7 @@ def scene_views(
     return views
 
 
-def _fit_view_camera(
+def fit_view_camera(
     points: np.ndarray, rotation: np.ndarray, image_size: tuple[int, int], margin: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """Points (N, 3) -> (points in the virtual camera's frame (N, 3), its K (3, 3)).
