@@ -398,15 +398,19 @@ def data_tag(data_root: Path) -> str:
     return f"real-{hashlib.sha256(resolved).hexdigest()[:SHORT_HASH]}"
 
 
+def results_dir(out_root: str | Path, experiment: str, checkpoint_sha256: str, tag: str) -> Path:
+    """`<out_root>/<exp>/<checkpoint sha256[:12]>/<data tag>/`: a checkpoint's outputs on one
+    data root (results files, and the figure commands' folders)."""
+    return Path(out_root) / experiment / checkpoint_sha256[:SHORT_HASH] / tag
+
+
 def results_path(out_root: str | Path, results: Mapping[str, Any]) -> Path:
     """`<out_root>/<exp>/<checkpoint sha256[:12]>/<data tag>/<benchmark>.json`."""
-    return (
-        Path(out_root)
-        / str(results["experiment"])
-        / str(results["checkpoint_sha256"])[:SHORT_HASH]
-        / str(results["data_tag"])
-        / f"{results['benchmark']}.json"
-    )
+    folder = results_dir(
+        out_root, str(results["experiment"]), str(results["checkpoint_sha256"]),
+        str(results["data_tag"]),
+    )  # fmt: skip
+    return folder / f"{results['benchmark']}.json"
 
 
 def write_json_atomic(path: Path, content: Mapping[str, Any]) -> None:

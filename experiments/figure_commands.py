@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from experiments.benchmarks import get_benchmark
-from experiments.evaluate import SHORT_HASH, data_tag, file_sha256, load_for_evaluation
+from experiments.evaluate import data_tag, file_sha256, load_for_evaluation, results_dir
 from experiments.figures import attention_figures
 from experiments.occlusion import (
     OcclusionModule,
@@ -31,9 +31,8 @@ from experiments.occlusion import (
 )
 
 
-def _run_folder(out_root: str | Path, experiment: str, ckpt: Path, data_root: str) -> Path:
-    sha = file_sha256(ckpt)[:SHORT_HASH]
-    return Path(out_root) / experiment / sha / data_tag(Path(data_root))
+def _run_folder(out_root: str | Path, experiment: str, sha256: str, data_root: str) -> Path:
+    return results_dir(out_root, experiment, sha256, data_tag(Path(data_root)))
 
 
 def occlusion_analysis(
@@ -54,7 +53,8 @@ def occlusion_analysis(
     outputs, per_model = [], {}
     for ckpt in map(Path, ckpts):
         loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
-        folder = _run_folder(out_root, loaded.cfg.exp_name, ckpt, loaded.cfg.data_root)
+        sha256 = file_sha256(ckpt)  # hashed once: checkpoints are large
+        folder = _run_folder(out_root, loaded.cfg.exp_name, sha256, loaded.cfg.data_root)
         json_path = run_occlusion_analysis(
             cast(OcclusionModule, loaded.module),
             loaded.loader.dataset,
@@ -64,7 +64,7 @@ def occlusion_analysis(
             max_batch=max_batch,
         )
         outputs.append(json_path)
-        per_model[f"{loaded.cfg.exp_name} {file_sha256(ckpt)[:8]}"] = load_per_joint(json_path)
+        per_model[f"{loaded.cfg.exp_name} {sha256[:8]}"] = load_per_joint(json_path)
     chart = Path(bar_chart_path or Path(out_root) / f"occlusion_{benchmark.id}_per_joint.png")
     return outputs, bar_chart(per_model, chart)
 
@@ -82,7 +82,8 @@ def attention_maps(
     ckpt = Path(ckpt)
     benchmark = get_benchmark(benchmark_id)
     loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
-    folder = _run_folder(out_root, loaded.cfg.exp_name, ckpt, loaded.cfg.data_root)
+    sha256 = file_sha256(ckpt)
+    folder = _run_folder(out_root, loaded.cfg.exp_name, sha256, loaded.cfg.data_root)
     return attention_figures(
         loaded.module, loaded.loader.dataset, folder / f"attention_{benchmark.id}", limit
     )
