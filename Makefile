@@ -9,6 +9,7 @@ EXP ?=
 CKPT ?=
 BENCHMARK ?=
 ARGS ?=
+RESUME ?=
 
 .DEFAULT_GOAL := help
 
@@ -35,9 +36,9 @@ format: setup ## Apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-train: setup ## Train an experiment: make train EXP=name ARGS="trainer.max_steps=10"
-	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [ARGS='key=value ...']"; exit 2)
-	$(PY) -m experiments train $(EXP) $(ARGS)
+train: setup ## Train an experiment: make train EXP=name [RESUME=last|auto|PATH] ARGS="trainer.max_steps=10"
+	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [RESUME=last] [ARGS='key=value ...']"; exit 2)
+	$(PY) -m experiments train $(EXP) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 eval: setup ## Score a checkpoint: make eval CKPT=path BENCHMARK=pw3d_test [ARGS="--limit 100"]
 	@if [ -z "$(CKPT)" ]; then \

@@ -13,7 +13,12 @@ a ratio is plain shuffling. Validation and test splits keep their order, one Dat
 in the order given (their names are `val_names` / `test_names`).
 
 `batch_size` is the global batch; the per-device batch is batch_size / world size and must
-divide exactly (ValueError otherwise). Readers check the body model against the data root
+divide exactly (ValueError otherwise). Sampling (`datamodules.sampling`): training draws are a
+function of (`seed`, epoch), each with its own augmentation seed, served by torchdata's
+`StatefulDataLoader`, whose position Lightning keeps in checkpoints, so a run resumed
+mid-epoch continues with exactly the draws it would have made; every process takes its own
+share of the draws, and evaluation splits are shared out without padding (the same metrics on
+1 or N processes). Readers check the body model against the data root
 (`datamodules.base.check_body_model`). Method-agnostic preparation (frame extraction, rendered
 part labels) runs on first use; `python -m experiments prepare` runs it ahead.
 """
@@ -25,11 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import ConcatDataset, DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
 
 from datamodules.augment import Augmentation
 from datamodules.base import BodyModels, ReaderOptions, reader_class
 from datamodules.datasets import CropDataset, collate_crops
+from datamodules.sampling import EvalSampler, SeededConcatDataset, TrainSampler
 
 
 def per_device_batch_size(global_batch_size: int, world_size: int) -> int:
@@ -65,6 +72,7 @@ class CropDataModule(pl.LightningDataModule):
         cache_decoded_crops: bool = False,
         target_transform: Callable[[dict], dict] | None = None,
         samples_per_epoch: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.data_root = Path(data_root)
@@ -84,6 +92,7 @@ class CropDataModule(pl.LightningDataModule):
         )
         self.skip_bad_samples, self.cache_decoded_crops = skip_bad_samples, cache_decoded_crops
         self.target_transform, self.samples_per_epoch = target_transform, samples_per_epoch
+        self.seed = seed
         self.datasets: dict[str, list[CropDataset]] = {}
 
     @property
@@ -117,40 +126,38 @@ class CropDataModule(pl.LightningDataModule):
             if name not in self.datasets and (stage in (None, "fit", "validate", name)):
                 self.datasets[name] = [self.build(spec, False) for spec in specs.values()]
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         parts = self.datasets["train"]
         if not parts:
             raise ValueError("CropDataModule: no training split configured (train: [...])")
-        dataset: ConcatDataset = ConcatDataset(parts)
-        sampler = self._mixing_sampler(parts)
-        return DataLoader(
-            dataset,
+        return StatefulDataLoader(
+            SeededConcatDataset(parts),
             batch_size=self.device_batch,
-            shuffle=sampler is None,
-            sampler=sampler,
+            sampler=self._train_sampler(parts),
             num_workers=self.num_workers,
             collate_fn=collate_crops,
             drop_last=True,
             persistent_workers=False,
         )
 
-    def _mixing_sampler(self, parts: list[CropDataset]) -> WeightedRandomSampler | None:
+    def _train_sampler(self, parts: list[CropDataset]) -> TrainSampler:
+        """Plain shuffling for one split without a ratio, else draws with the ratios."""
         given = [spec.get("ratio") for spec in self.train_specs]
+        total = sum(len(p) for p in parts)
         if len(parts) == 1 and given[0] is None and self.samples_per_epoch is None:
-            return None
+            return TrainSampler(total, seed=self.seed)
         ratios = [1.0 if r is None else float(r) for r in given]
         weights: list[float] = []
         for part, ratio in zip(parts, ratios, strict=True):
             weights += [ratio / max(len(part), 1)] * len(part)
-        draws = self.samples_per_epoch or sum(len(p) for p in parts)
-        return WeightedRandomSampler(weights, num_samples=draws, replacement=True)
+        return TrainSampler(total, weights, self.samples_per_epoch or total, self.seed)
 
     def _eval_loaders(self, name: str) -> list[DataLoader]:
         return [
             DataLoader(
                 d,
                 batch_size=self.device_eval_batch,
-                shuffle=False,
+                sampler=EvalSampler(len(d)),
                 num_workers=self.num_workers,
                 collate_fn=collate_crops,
             )

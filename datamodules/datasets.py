@@ -13,8 +13,10 @@ the photometric augmentation, makes tensors and hands the sample to the method's
   augment from it with the same single warp, without decoding the image again. The cache lives
   in the process that fills it: use it with `num_workers=0` or persistent workers, and budget
   about (1.25 x S)^2 x 3 bytes per person.
-- Randomness: each item draws from a NumPy generator seeded from torch's RNG, which Lightning
-  seeds per worker (`seed_everything(workers=True)`), so runs are reproducible.
+- Randomness: an item indexed `(index, seed)` (the training sampler's draws,
+  `datamodules.sampling.TrainSampler`) draws its augmentation from a NumPy generator seeded
+  with `seed`, so the crop depends on the draw alone and a resumed run repeats it exactly; a
+  plain index seeds the generator from torch's RNG (seeded per worker by Lightning).
 """
 
 from __future__ import annotations
@@ -77,8 +79,9 @@ class CropDataset(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> dict:
-        return with_skips(self, index, lambda i: self._sample(self.items[i]))
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        return with_skips(self, index, lambda i: self._sample(self.items[i], seed))
 
     def smpl_annotation(self, index: int) -> dict:
         """{pose (72,), betas (10,), has_smpl} of sample `index` as annotated (no pixels read,
@@ -92,8 +95,10 @@ class CropDataset(Dataset):
             "has_smpl": has_smpl,
         }
 
-    def _sample(self, item: tuple[int, int]) -> dict:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
+    def _sample(self, item: tuple[int, int], seed: int | None = None) -> dict:
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, ()).item())
+        rng = np.random.default_rng(seed)
         record, person = self._record(item)
         augmentation = self.augmentation or Augmentation()
         params = augmentation.crop_params(rng)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -69,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser("train", help="train an experiment; prints the run folder")
     train.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
+    train.add_argument(
+        "--resume",
+        metavar="last|auto|PATH",
+        help="continue a run: 'last' (the experiment's newest run with a checkpoint), 'auto' "
+        "(this run_name's folder if it has one, else start it: for requeued jobs) or a "
+        "checkpoint file",
+    )
     _add_common(train)
     train.set_defaults(command=_train)
 
@@ -215,7 +223,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _train(args: argparse.Namespace) -> None:
     from experiments.train import train  # imports Lightning (seconds): keeps --help quick
 
-    run_dir = train(load_experiment(args.exp, args.overrides, args.data_root))
+    run_dir = train(load_experiment(args.exp, args.overrides, args.data_root), args.resume)
     print(run_dir)
 
 
@@ -241,12 +249,13 @@ def _eval(args: argparse.Namespace) -> None:
         out_root=args.out_root,
         device=args.device,
     )
-    print(path)
-    print(
-        f"{results['benchmark']} on {results['num_samples']} samples of {results['data_tag']}:",
-        metrics_table(results),
-        sep="\n",
-    )
+    if int(os.environ.get("RANK", "0")) == 0:  # one report from a torchrun launch
+        print(path)
+        print(
+            f"{results['benchmark']} on {results['num_samples']} samples of {results['data_tag']}:",
+            metrics_table(results),
+            sep="\n",
+        )
 
 
 def _occlusion_analysis(args: argparse.Namespace) -> None:

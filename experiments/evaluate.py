@@ -31,6 +31,12 @@ tag being `synthetic-<sha256[:12] of SYNTHETIC.json>` on a synthetic root and `r
 of the resolved data root path>` otherwise; written atomically (temporary file, then rename).
 Metric values that are undefined (a part class absent from both prediction and ground truth)
 are null.
+
+Several processes: launched by `torchrun --nproc_per_node N -m experiments eval ...` (on several
+nodes, `srun` starting one `torchrun` per node; README), each process joins the process group
+(gloo on CPU, NCCL on GPUs, one GPU per local rank), scores its share of the samples
+(`datamodules.sampling.EvalSampler`, no padding) and the torchmetrics states are reduced
+before `compute`, so the numbers equal one process's; rank 0 writes the results file.
 """
 
 from __future__ import annotations
@@ -40,14 +46,15 @@ import hashlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -56,6 +63,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from datamodules.base import SYNTHETIC_FILE, BodyModels, body_model_sha256
+from datamodules.sampling import EvalSampler
 from experiments.benchmarks import (
     Benchmark,
     Estimate,
@@ -63,6 +71,7 @@ from experiments.benchmarks import (
     get_benchmark,
     score_batch,
 )
+from experiments.checkpointing import atomic_write, check_loadable
 from experiments.config import ConfigError, load_base, resolve
 from experiments.run_info import CHECKPOINT_KEY, git_state
 from lightning_modules.common.baseline import MeanBodyBaseline
@@ -87,10 +96,20 @@ def evaluate(
     """Score checkpoint `ckpt` on benchmark `benchmark_id`; return (results path, results)."""
     benchmark = get_benchmark(benchmark_id)
     ckpt = Path(ckpt)
-    loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
-    cfg, module, loader, num_samples = loaded.cfg, loaded.module, loaded.loader, loaded.num_samples
-    models = BodyModels(cfg.body_model.root, cfg.body_model.name)
-    model_results, baseline_results = score(module, loader, benchmark, models, loaded.device)
+    with process_group(device) as device:
+        loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
+        cfg, module, loader = loaded.cfg, loaded.module, loaded.loader
+        models = BodyModels(cfg.body_model.root, cfg.body_model.name)
+        model_results, baseline_results, scored = score(
+            module, loader, benchmark, models, loaded.device
+        )
+        rank, processes = (
+            (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        )
+    if scored != loaded.num_samples:
+        raise RuntimeError(
+            f"scored {scored} samples of {loaded.num_samples} ({processes} processes)"
+        )
     root = Path(cfg.data_root)
     synthetic = (root / SYNTHETIC_FILE).is_file()
     results = {
@@ -100,7 +119,8 @@ def evaluate(
         "joint_set": benchmark.joint_set,
         "dataset": benchmark.dataset,
         "split": benchmark.split,
-        "num_samples": num_samples,
+        "num_samples": loaded.num_samples,
+        "processes": processes,
         "limit": limit,
         "checkpoint": str(ckpt),
         "checkpoint_sha256": file_sha256(ckpt),
@@ -120,8 +140,27 @@ def evaluate(
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     path = results_path(out_root, results)
-    write_json_atomic(path, results)
+    if rank == 0:
+        write_json_atomic(path, results)
     return path, results
+
+
+@contextmanager
+def process_group(device: str | None) -> Iterator[str | None]:
+    """Join the process group of a `torchrun` / `srun` launch for the block and yield the
+    device of this process (`device`, or cuda:<local rank> on GPUs); one process: as given."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        yield device
+        return
+    gpu = (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if gpu:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.cuda.set_device(device)
+    dist.init_process_group("nccl" if gpu else "gloo")
+    try:
+        yield device
+    finally:
+        dist.destroy_process_group()
 
 
 @dataclass
@@ -164,14 +203,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     """A runner checkpoint (`state_dict` and `run_info`), read with `weights_only=True`."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many kinds for a corrupt or foreign file
-        raise ValueError(
-            f"cannot load checkpoint {path}: {type(error).__name__}: {error}"
-        ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise ValueError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    checkpoint = check_loadable(path)
     info = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise ValueError(
@@ -325,6 +357,7 @@ def benchmark_loader(
         return loader, size
     subset = DataLoader(
         Subset(loader.dataset, range(limit)),
+        sampler=EvalSampler(limit),
         batch_size=loader.batch_size,
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
@@ -341,14 +374,17 @@ def score(
     benchmark: Benchmark,
     models: BodyModels,
     device: torch.device,
-) -> tuple[dict[str, float | None], dict[str, Any]]:
-    """(the model's metrics, the baseline's {name, metrics[, note]}) over every batch."""
+) -> tuple[dict[str, float | None], dict[str, Any], int]:
+    """(the model's metrics, the baseline's {name, metrics[, note]}, the number of samples
+    scored by all processes together) over every batch."""
     model_metrics = [m.to(device) for m in benchmark.metrics()]
     baseline, why_not = usable_baseline(module, benchmark)
     baseline_metrics = [m.to(device) for m in benchmark.metrics()]
+    scored = torch.zeros((), dtype=torch.int64, device=device)
     with torch.inference_mode():
         for index, batch in enumerate(tqdm(loader, desc=f"eval {benchmark.id}", disable=None)):
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            scored += len(batch["image"])
             estimate = estimate_from_prediction(module.predict_step(batch, index))
             missing = estimate.lacks(benchmark.needs)
             if missing:
@@ -364,7 +400,9 @@ def score(
         baseline_entry = {"name": "none", "metrics": {}, "note": why_not}
     else:
         baseline_entry = {"name": BASELINE_NAME, "metrics": _finite(results_of(baseline_metrics))}
-    return _finite(results_of(model_metrics)), baseline_entry
+    if dist.is_initialized():
+        dist.all_reduce(scored)
+    return _finite(results_of(model_metrics)), baseline_entry, int(scored)
 
 
 def usable_baseline(
@@ -415,16 +453,8 @@ def results_path(out_root: str | Path, results: Mapping[str, Any]) -> Path:
 
 def write_json_atomic(path: Path, content: Mapping[str, Any]) -> None:
     """Write `content` as JSON to `path` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(content, indent=2, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda file: file.write(text.encode()))
 
 
 def metrics_table(results: Mapping[str, Any]) -> str:

@@ -60,6 +60,15 @@ def shared_run_dir(run_dir: Path) -> Iterator[None]:
             os.environ[RUN_DIR_ENV] = previous
 
 
+def launch_rank() -> int:
+    """This process's global rank as its launcher says (torchrun's RANK, SLURM's SLURM_PROCID
+    for `srun` tasks), before any process group exists; 0 for a single process."""
+    for name in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(name, "").isdigit():
+            return int(os.environ[name])
+    return 0
+
+
 def git_state(directory: Path = PACKAGE_DIR) -> dict[str, Any]:
     """`{"revision": commit hash, "dirty": bool}` of the git checkout holding `directory`.
 

@@ -41,3 +41,17 @@ def ci_world(tmp_path_factory: pytest.TempPathFactory, body_models_root: Path) -
         root, "ci", CI_WORLD_DATASETS, seed=0, body_model_root=body_models_root, progress=False
     )
     return root
+
+
+TINY_WORLD_DATASETS = ("coco", "h36m", "pw3d", "surreal")
+
+
+@pytest.fixture(scope="session")
+def tiny_world(tmp_path_factory: pytest.TempPathFactory, body_models_root: Path) -> Path:
+    """The `tiny` synthetic world of the crop datasets PARE reads (a few crops per split),
+    for one-step, runner and multi-process tests."""
+    from datamodules.synthetic.world import write_world
+
+    root = tmp_path_factory.mktemp("tiny_world")
+    write_world(root, "tiny", TINY_WORLD_DATASETS, body_model_root=body_models_root, progress=False)
+    return root

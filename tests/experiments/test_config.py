@@ -30,7 +30,7 @@ def test_experiment_composes_from_base_groups() -> None:
     assert cfg.trainer.accelerator == "cpu"  # `- override trainer: cpu` in the experiment
     assert cfg.trainer.max_steps == 40  # the experiment's own value beats the base's -1
     assert cfg.trainer.log_every_n_steps == 1
-    assert cfg.logger._target_ == "pytorch_lightning.loggers.CSVLogger"
+    assert cfg.logger._target_ == "experiments.loggers.CSVLogger"
     assert cfg.seed == 0
 
 
@@ -141,7 +141,7 @@ def test_new_callbacks_may_be_added_by_name(tmp_path: Path) -> None:
         "    logging_interval: step\n"
     )
     cfg = load_experiment(_bad_copy(tmp_path, "model:\n", callback + "model:\n"))
-    assert set(cfg.callbacks) == {"checkpoint", "lr_monitor"}
+    assert set(cfg.callbacks) == {"last", "lr_monitor"}
     with pytest.raises(ConfigError, match="Did you mean 'logging_interval'"):
         load_experiment(_bad_copy(tmp_path, "model:\n", callback.replace("ging", "") + "model:\n"))
 
@@ -177,9 +177,7 @@ def test_to_yaml_is_resolved_plain_yaml() -> None:
     plain = yaml.safe_load(text)
     assert plain["data"]["in_features"] == 4  # was ${model.in_features}
     assert plain["run_dir"] == "checkpoints/tiny_regression/r1"
-    assert (
-        plain["callbacks"]["checkpoint"]["dirpath"] == "checkpoints/tiny_regression/r1/checkpoints"
-    )
+    assert plain["callbacks"]["last"]["dirpath"] == "checkpoints/tiny_regression/r1/checkpoints"
 
 
 def test_default_paths_are_relative() -> None:

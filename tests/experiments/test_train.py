@@ -35,7 +35,7 @@ def test_train_learns_and_records_the_run(tmp_path: Path, capsys: pytest.Capture
     config = yaml.safe_load(config_text)
     assert config["run_dir"] == str(run_dir)
     assert config["trainer"]["max_steps"] == STEPS
-    assert config["callbacks"]["checkpoint"]["dirpath"] == f"{run_dir}/checkpoints"
+    assert config["callbacks"]["last"]["dirpath"] == f"{run_dir}/checkpoints"
     git = json.loads((run_dir / "git.json").read_text())
     assert set(git) == {"revision", "dirty"}
     assert (run_dir / "logs" / "metrics.csv").is_file()

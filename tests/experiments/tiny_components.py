@@ -78,3 +78,20 @@ class TinyRegressionData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = TensorDataset(self.inputs, self.targets)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=True)
+
+
+class SignalAtStep(pl.Callback):
+    """Sends `signal` to its own process at the end of optimizer step `step` (after the
+    callbacks listed before it, such as the runner's `last` checkpoint, have run): the
+    interruption tests' stand-in for a scheduler or the OOM killer."""
+
+    def __init__(self, step: int, signal: str = "SIGKILL") -> None:
+        import signal as signals
+
+        self.step, self.signum = step, getattr(signals, signal)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import os
+
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)

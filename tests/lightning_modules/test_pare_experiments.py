@@ -17,13 +17,8 @@ PARE_EXPERIMENTS = [n for n in available_experiments() if n.startswith(("pare", 
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, body_models_root) -> Path:
-    from datamodules.synthetic.world import write_world
-
-    root = tmp_path_factory.mktemp("pare_world")
-    datasets = ["coco", "h36m", "pw3d", "surreal"]
-    write_world(root, "tiny", datasets, body_model_root=body_models_root, progress=False)
-    return root
+def world(tiny_world) -> Path:
+    return tiny_world
 
 
 class _Probe(pl.Callback):
