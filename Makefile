@@ -10,6 +10,8 @@ CKPT ?=
 BENCHMARK ?=
 ARGS ?=
 RESUME ?=
+SWEEP ?=
+COUNT ?= 4
 
 .DEFAULT_GOAL := help
 
@@ -49,6 +51,10 @@ eval: setup ## Score a checkpoint: make eval CKPT=path BENCHMARK=pw3d_test [ARGS
 	@test -n "$(BENCHMARK)" || (echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='...']"; exit 2)
 	$(PY) -m experiments eval --ckpt $(CKPT) --benchmark $(BENCHMARK) $(ARGS)
 
+sweep: setup ## Run a sweep: make sweep SWEEP=pare_loss_weights COUNT=8 [ARGS="key=value ..."]
+	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name in experiments/sweeps> [COUNT=N] [ARGS='...']"; exit 2)
+	$(PY) -m experiments sweep $(SWEEP) --count $(COUNT) $(ARGS)
+
 synth: setup ## Write the synthetic world (small) under data/synthetic: make synth [ARGS="--size ci"]
 	$(PY) -m experiments synth --out data/synthetic --size small $(ARGS)
 
@@ -61,4 +67,4 @@ clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and bo
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
-.PHONY: help setup test lint format train eval synth bench clean
+.PHONY: help setup test lint format train eval sweep synth bench clean

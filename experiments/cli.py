@@ -80,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(train)
     train.set_defaults(command=_train)
 
+    sweep = commands.add_parser(
+        "sweep", help="run a sweep of experiments/sweeps/NAME.yaml (wandb agent, or offline)"
+    )
+    sweep.add_argument("name", metavar="NAME", help="sweep name or path to a sweep YAML file")
+    sweep.add_argument("--count", type=_positive_int, default=4, help="number of trials")
+    sweep.add_argument("--seed", type=int, default=0, help="seed of the offline proposals")
+    sweep.add_argument("--local", action="store_true", help="offline runner even when logged in")
+    _add_common(sweep)
+    sweep.set_defaults(command=_sweep)
+
     config = commands.add_parser("config", help="print the resolved config of an experiment")
     config.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
     _add_common(config)
@@ -225,6 +235,19 @@ def _train(args: argparse.Namespace) -> None:
 
     run_dir = train(load_experiment(args.exp, args.overrides, args.data_root), args.resume)
     print(run_dir)
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from experiments import sweeps
+
+    path = sweeps.sweep_path(args.name)
+    sweep = sweeps.load_sweep(path)
+    if not args.local and sweeps.wandb_online():
+        sweeps.check_keys(sweep, path, args.overrides)
+        sweeps.run_wandb_agent(path, args.count)
+        return
+    trials = sweeps.run_local(args.name, args.count, args.overrides, args.seed, args.data_root)
+    print(sweeps.trials_table(trials, sweep["metric"]["name"]))
 
 
 def _config(args: argparse.Namespace) -> None:

@@ -8,13 +8,15 @@ Resuming (`resume`: `last`, `auto` or a checkpoint path; `experiments.checkpoint
 the checkpoint's run in its own folder: Lightning restores step, optimizer, schedulers,
 callbacks and the training DataLoader's position; the folder's `config.yaml` and `git.json`
 are rewritten for the new invocation (overrides such as a larger `trainer.max_steps` are
-allowed). Checkpoints are always written atomically (`AtomicCheckpointIO`). A run stopped by
+allowed). A finished run writes `<run>/metrics.json`, the last value of every logged metric.
+Checkpoints are always written atomically (`AtomicCheckpointIO`). A run stopped by
 SIGTERM or SIGUSR1 saves `last.ckpt` and exits with status 128 + the signal number, so a job
 script can tell it apart from a finished run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -91,14 +93,18 @@ def train(cfg: DictConfig, resume: str | None = None) -> Path:
     named_callbacks = (cfg.callbacks or {}).values()
     callbacks = [instantiate(c, _convert_="all") for c in named_callbacks if c is not None]
     callbacks.append(RunInfoCallback(_plain(cfg), git))
-    logger = False if cfg.logger is None else instantiate(cfg.logger, _convert_="all")
+    named_loggers = (cfg.logger or {}).values()
+    loggers = [instantiate(node, _convert_="all") for node in named_loggers if node is not None]
+    for run_logger in loggers:
+        run_logger.log_hyperparams(_plain(cfg))  # the resolved config (hparams.yaml, wandb)
     plugins = [instantiate(p, _convert_="all") for p in cfg.trainer.get("plugins") or []]
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
     # Without a ModelCheckpoint of ours Lightning would add its default one beside `last`.
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     trainer = instantiate(
-        cfg.trainer, _convert_="all", logger=logger, callbacks=callbacks, plugins=plugins,
+        cfg.trainer, _convert_="all", logger=loggers or False, callbacks=callbacks,
+        plugins=plugins,
         enable_checkpointing=checkpointing,
     )  # fmt: skip
     if checkpoint is not None:
@@ -110,7 +116,15 @@ def train(cfg: DictConfig, resume: str | None = None) -> Path:
             raise Interrupted(128 + signal.SIGTERM) from None
     if any(isinstance(c, LastCheckpoint) and c.interrupted_by for c in callbacks):
         raise Interrupted(128 + signal.SIGUSR1)
+    if trainer.is_global_zero:
+        write_final_metrics(run_dir, trainer)
     return run_dir
+
+
+def write_final_metrics(run_dir: Path, trainer: pl.Trainer) -> None:
+    """`<run>/metrics.json`: the last value of every metric the run logged (sweeps read it)."""
+    values = {name: float(value) for name, value in trainer.callback_metrics.items()}
+    (run_dir / "metrics.json").write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
 
 
 def _plain(cfg: DictConfig) -> dict:

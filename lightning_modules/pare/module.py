@@ -184,6 +184,11 @@ class PAREModule(pl.LightningModule):
                 )
         return terms
 
+    def loss_terms(self, batch: dict) -> dict[str, Tensor]:
+        """The unweighted terms of a batch from a fresh forward pass (for loss balancing,
+        `lightning_modules.common.loss_balancing`)."""
+        return self.compute_losses(batch, self(batch["image"]))
+
     def on_fit_start(self) -> None:
         """Fit the mean-body baseline once, from the DataModule's training annotations."""
         annotations = getattr(getattr(self.trainer, "datamodule", None), "smpl_annotations", None)

@@ -35,7 +35,7 @@ def test_config_command_prints_resolved_yaml() -> None:
     printed = yaml.safe_load(result.stdout)
     assert printed["exp_name"] == "tiny_regression"
     assert printed["trainer"]["max_steps"] == 5
-    assert printed["logger"]["save_dir"] == "checkpoints/tiny_regression/r1"
+    assert printed["logger"]["csv"]["save_dir"] == "checkpoints/tiny_regression/r1"
 
 
 def test_bad_key_exits_with_status_2_and_a_message() -> None:

@@ -30,7 +30,7 @@ def test_experiment_composes_from_base_groups() -> None:
     assert cfg.trainer.accelerator == "cpu"  # `- override trainer: cpu` in the experiment
     assert cfg.trainer.max_steps == 40  # the experiment's own value beats the base's -1
     assert cfg.trainer.log_every_n_steps == 1
-    assert cfg.logger._target_ == "experiments.loggers.CSVLogger"
+    assert cfg.logger.csv._target_ == "experiments.loggers.CSVLogger"
     assert cfg.seed == 0
 
 
@@ -51,7 +51,10 @@ def test_plus_sets_an_argument_the_config_does_not_list() -> None:
         ("trainer=cpu", "trainer.devices", 1),
         ("trainer=gpu", "trainer.precision", "bf16-mixed"),
         ("logger=none", "logger", None),
-        ("logger=wandb", "logger._target_", "pytorch_lightning.loggers.WandbLogger"),
+        ("logger=wandb", "logger.wandb._target_", "pytorch_lightning.loggers.WandbLogger"),
+        ("logger=wandb", "logger.csv._target_", "experiments.loggers.CSVLogger"),
+        ("trainer=ddp_cpu", "trainer.devices", 2),
+        ("precision=16-mixed", "trainer.precision", "16-mixed"),
     ],
 )
 def test_group_selection(choice: str, key: str, expected: object) -> None:
@@ -61,10 +64,10 @@ def test_group_selection(choice: str, key: str, expected: object) -> None:
 
 def test_wandb_runs_offline_grouped_by_method_and_named_after_the_run() -> None:
     cfg = resolve(load_experiment(TINY_EXPERIMENT, ["logger=wandb", "run_name=r1"]))
-    assert cfg.logger.mode == "offline"
-    assert cfg.logger.group == "tiny_regression"
-    assert cfg.logger.name == "tiny_regression-r1"
-    assert cfg.logger.save_dir == cfg.run_dir
+    assert cfg.logger.wandb.mode == "offline"
+    assert cfg.logger.wandb.group == "tiny_regression"
+    assert cfg.logger.wandb.name == "tiny_regression-r1"
+    assert cfg.logger.wandb.save_dir == cfg.run_dir
 
 
 def test_misspelled_override_names_the_valid_keys() -> None:
@@ -141,7 +144,7 @@ def test_new_callbacks_may_be_added_by_name(tmp_path: Path) -> None:
         "    logging_interval: step\n"
     )
     cfg = load_experiment(_bad_copy(tmp_path, "model:\n", callback + "model:\n"))
-    assert set(cfg.callbacks) == {"last", "lr_monitor"}
+    assert set(cfg.callbacks) == {"monitor", "last", "lr_monitor"}
     with pytest.raises(ConfigError, match="Did you mean 'logging_interval'"):
         load_experiment(_bad_copy(tmp_path, "model:\n", callback.replace("ging", "") + "model:\n"))
 

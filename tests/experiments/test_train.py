@@ -93,3 +93,25 @@ def test_git_state_of_a_checkout(tmp_path: Path) -> None:
     assert state["dirty"] is False
     (tmp_path / "file.txt").write_text("two\n")
     assert git_state(tmp_path) == {"revision": state["revision"], "dirty": True}
+
+
+def test_wandb_offline_run_holds_the_metrics_beside_the_csv_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wandb = pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb_dir"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    overrides = [f"output_root={tmp_path}", f"trainer.max_steps={STEPS}", "logger=wandb"]
+    try:
+        assert main(["train", str(TINY_EXPERIMENT), *overrides]) == 0
+    finally:
+        wandb.finish()
+    (run_dir,) = (tmp_path / "tiny_regression").iterdir()
+    (offline,) = (run_dir / "wandb").glob("offline-run-*")
+    (records,) = offline.glob("run-*.wandb")
+    content = records.read_bytes()
+    for key in (b"train/loss", b"train/lr", b"train/grad_norm", b"tiny_regression"):
+        assert key in content, key  # metrics, the monitor's values and the config
+    header = (run_dir / "logs" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/loss", "train/lr", "train/grad_norm"} <= set(header)
