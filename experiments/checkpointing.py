@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -220,8 +221,6 @@ class LastCheckpoint(pl.Callback):
 
 
 def _in_main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 

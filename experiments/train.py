@@ -104,8 +104,7 @@ def train(cfg: DictConfig, resume: str | None = None) -> Path:
     checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     trainer = instantiate(
         cfg.trainer, _convert_="all", logger=loggers or False, callbacks=callbacks,
-        plugins=plugins,
-        enable_checkpointing=checkpointing,
+        plugins=plugins, enable_checkpointing=checkpointing,
     )  # fmt: skip
     if checkpoint is not None:
         log.info("resuming %s from %s", run_dir, checkpoint)
