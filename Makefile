@@ -11,6 +11,7 @@ BENCHMARK ?=
 ARGS ?=
 RESUME ?=
 SWEEP ?=
+TABLE ?=
 COUNT ?= 4
 
 .DEFAULT_GOAL := help
@@ -42,14 +43,20 @@ train: setup ## Train an experiment: make train EXP=name [RESUME=last|auto|PATH]
 	@test -n "$(EXP)" || (echo "usage: make train EXP=<experiment> [RESUME=last] [ARGS='key=value ...']"; exit 2)
 	$(PY) -m experiments train $(EXP) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
-eval: setup ## Score a checkpoint: make eval CKPT=path BENCHMARK=pw3d_test [ARGS="--limit 100"]
+eval: setup ## Regenerate every paper table (results/tables/); or score one: make eval CKPT=path BENCHMARK=pw3d_test
 	@if [ -z "$(CKPT)" ]; then \
-		echo "make eval without CKPT regenerates every paper table; that arrives with the tables command (issue 8)."; \
-		echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='--data-root DIR key=value ...']"; \
-		exit 2; \
+		$(PY) -m experiments tables $(ARGS); \
+	else \
+		test -n "$(BENCHMARK)" || (echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='...']"; exit 2); \
+		$(PY) -m experiments eval --ckpt $(CKPT) --benchmark $(BENCHMARK) $(ARGS); \
 	fi
-	@test -n "$(BENCHMARK)" || (echo "usage: make eval CKPT=<checkpoint> BENCHMARK=<id> [ARGS='...']"; exit 2)
-	$(PY) -m experiments eval --ckpt $(CKPT) --benchmark $(BENCHMARK) $(ARGS)
+
+tables: setup ## Regenerate one paper table: make tables TABLE=pare_table1 [ARGS="--data-root DIR"]
+	@test -n "$(TABLE)" || (echo "usage: make tables TABLE=<name in experiments/tables> [ARGS='...']"; exit 2)
+	$(PY) -m experiments tables $(TABLE) $(ARGS)
+
+demo: setup ## The main job: mannequin, synthetic world, train pare_tiny, eval, table, overlays (~15 min)
+	$(PY) -m experiments demo $(ARGS)
 
 sweep: setup ## Run a sweep: make sweep SWEEP=pare_loss_weights COUNT=8 [ARGS="key=value ..."]
 	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name in experiments/sweeps> [COUNT=N] [ARGS='...']"; exit 2)
@@ -67,4 +74,4 @@ clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and bo
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
-.PHONY: help setup test lint format train eval sweep synth bench clean
+.PHONY: help setup test lint format train eval tables demo sweep synth bench clean

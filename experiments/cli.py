@@ -5,6 +5,11 @@
     python -m experiments summary EXP [--json]           parameters and FLOPs of the model
     python -m experiments eval --ckpt PATH --benchmark ID [--limit N] [--out-root DIR]
         [--device cpu|cuda] [KEY=VALUE ...]              score a checkpoint, write results/
+    python -m experiments tables [NAME ...] [--out-root results] [--wandb]
+                                                         regenerate the paper tables
+    python -m experiments predict --ckpt PATH --benchmark ID [--limit 8]
+                                                         overlay PNGs of predictions
+    python -m experiments demo                           the main job on the synthetic world
     python -m experiments occlusion-analysis --ckpt PATH [--ckpt PATH ...] --benchmark ID
         [--patch 40 --stride 8 --limit N --max-batch M]  PARE's Figures 1-3, 5 and 6
     python -m experiments attention-maps --ckpt PATH --benchmark ID [--limit 8]   Figure 7
@@ -117,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     _add_common(evaluate)
     evaluate.set_defaults(command=_eval)
+
+    tables = commands.add_parser(
+        "tables", help="regenerate paper tables (experiments/tables/); writes results/tables/"
+    )
+    tables.add_argument("names", nargs="*", metavar="NAME", help="tables (default: all)")
+    tables.add_argument("--out-root", default="results", metavar="DIR", help="results folder")
+    tables.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    tables.add_argument("--wandb", action="store_true", help="also log them as wandb tables")
+    _add_common(tables)
+    tables.set_defaults(command=_tables)
     _add_figure_commands(commands)
 
     mannequin = commands.add_parser(
@@ -279,6 +294,18 @@ def _eval(args: argparse.Namespace) -> None:
             metrics_table(results),
             sep="\n",
         )
+
+
+def _tables(args: argparse.Namespace) -> int:
+    from experiments import tables
+
+    # Names and overrides share the positional arguments: KEY=VALUE words are overrides.
+    names = [name for name in args.names if "=" not in name]
+    overrides = [*(name for name in args.names if "=" in name), *args.overrides]
+    ctx = tables.build_context(overrides, args.data_root, args.out_root, args.device)
+    _, written = tables.regenerate(names, ctx, wandb=args.wandb)
+    print(*(path for path in written if path.suffix == ".md"), sep="\n")
+    return 1 if ctx.counts.errors else 0
 
 
 def _occlusion_analysis(args: argparse.Namespace) -> None:

@@ -1,13 +1,15 @@
 """What a run leaves behind: its folder, its resolved config and the revision of the code.
 
 A run folder `<output_root>/<exp>/<run>/` holds `config.yaml` (the resolved config as plain
-YAML), `git.json` (`{"revision": ..., "dirty": ...}`), the logger's files and `checkpoints/`;
+YAML), `git.json` (`{"revision": ..., "dirty": ..., "changes_sha256": ...}`), the logger's
+files and `checkpoints/`;
 every checkpoint carries the same config and git state under the key `run_info`, so evaluating a
 checkpoint needs nothing else.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -70,13 +72,36 @@ def launch_rank() -> int:
 
 
 def git_state(directory: Path = PACKAGE_DIR) -> dict[str, Any]:
-    """`{"revision": commit hash, "dirty": bool}` of the git checkout holding `directory`.
+    """`{"revision": commit hash, "dirty": bool, "changes_sha256": hash or None}` of the git
+    checkout holding `directory`.
 
-    Either value is None when it cannot be known (not a checkout, no commit yet, no git).
+    `changes_sha256` identifies the uncommitted changes (None on a clean checkout): the
+    sha256 of `git diff HEAD --binary` followed by the path and bytes of every untracked file
+    git does not ignore. Two runs with the same revision and the same changes hash ran the
+    same code, which is what `python -m experiments tables` keys reused results by. Each value
+    is None when it cannot be known (not a checkout, no commit yet, no git).
     """
     revision = _git(["rev-parse", "HEAD"], directory)
     status = _git(["status", "--porcelain"], directory)
-    return {"revision": revision, "dirty": None if status is None else bool(status)}
+    dirty = None if status is None else bool(status)
+    changes = _changes_sha256(directory) if dirty and revision is not None else None
+    return {"revision": revision, "dirty": dirty, "changes_sha256": changes}
+
+
+def _changes_sha256(directory: Path) -> str | None:
+    """The sha256 of the checkout's uncommitted changes (`git_state`), None if git fails."""
+    diff = _git_bytes(["diff", "HEAD", "--binary"], directory)
+    untracked = _git_bytes(["ls-files", "--others", "--exclude-standard", "-z"], directory)
+    top = _git(["rev-parse", "--show-toplevel"], directory)
+    if diff is None or untracked is None or top is None:
+        return None
+    digest = hashlib.sha256(diff)
+    for name in sorted(n for n in untracked.split(b"\0") if n):
+        path = Path(top) / name.decode()
+        digest.update(b"\0" + name + b"\0")
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def write_run_info(run_dir: Path, cfg: DictConfig, git: dict[str, Any]) -> None:
@@ -99,10 +124,15 @@ class RunInfoCallback(pl.Callback):
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
+    output = _git_bytes(args, cwd)
+    return None if output is None else output.decode().strip()
+
+
+def _git_bytes(args: list[str], cwd: Path) -> bytes | None:
     try:
         result = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60
+            ["git", *args], cwd=cwd, capture_output=True, check=True, timeout=60
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return result.stdout.strip()
+    return result.stdout

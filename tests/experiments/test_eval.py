@@ -261,7 +261,7 @@ def test_eval_writes_the_results_of_a_trained_checkpoint(trained, body_models_ro
     assert (
         results["body_model"]["name"] == "mannequin" and len(results["body_model"]["sha256"]) == 64
     )
-    assert set(results["code_revision"]) == {"revision", "dirty"}
+    assert set(results["code_revision"]) == {"revision", "dirty", "changes_sha256"}
 
     assert set(results["metrics"]) == MESH_KEYS
     assert all(math.isfinite(v) and v > 0 for v in results["metrics"].values())

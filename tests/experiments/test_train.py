@@ -37,7 +37,7 @@ def test_train_learns_and_records_the_run(tmp_path: Path, capsys: pytest.Capture
     assert config["trainer"]["max_steps"] == STEPS
     assert config["callbacks"]["last"]["dirpath"] == f"{run_dir}/checkpoints"
     git = json.loads((run_dir / "git.json").read_text())
-    assert set(git) == {"revision", "dirty"}
+    assert set(git) == {"revision", "dirty", "changes_sha256"}
     assert (run_dir / "logs" / "metrics.csv").is_file()
 
     checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
@@ -75,7 +75,7 @@ def test_processes_of_other_ranks_join_the_run_folder(
 
 def test_git_state_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
-    assert git_state(tmp_path) == {"revision": None, "dirty": None}
+    assert git_state(tmp_path) == {"revision": None, "dirty": None, "changes_sha256": None}
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs the git executable")
@@ -90,9 +90,16 @@ def test_git_state_of_a_checkout(tmp_path: Path) -> None:
     git("commit", "-q", "-m", "first")
     state = git_state(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{40}", state["revision"])
-    assert state["dirty"] is False
+    assert (state["dirty"], state["changes_sha256"]) == (False, None)
     (tmp_path / "file.txt").write_text("two\n")
-    assert git_state(tmp_path) == {"revision": state["revision"], "dirty": True}
+    edited = git_state(tmp_path)
+    assert (edited["revision"], edited["dirty"]) == (state["revision"], True)
+    assert re.fullmatch(r"[0-9a-f]{64}", edited["changes_sha256"])
+    assert git_state(tmp_path) == edited  # the same changes, the same hash
+    (tmp_path / "new.txt").write_text("untracked\n")
+    with_new = git_state(tmp_path)["changes_sha256"]
+    (tmp_path / "new.txt").write_text("untracked, edited\n")
+    assert len({edited["changes_sha256"], with_new, git_state(tmp_path)["changes_sha256"]}) == 3
 
 
 def test_wandb_offline_run_holds_the_metrics_beside_the_csv_log(
