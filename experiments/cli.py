@@ -7,9 +7,10 @@
         [--device cpu|cuda] [KEY=VALUE ...]              score a checkpoint, write results/
     python -m experiments tables [NAME ...] [--out-root results] [--wandb]
                                                          regenerate the paper tables
-    python -m experiments predict --ckpt PATH --benchmark ID [--limit 8]
+    python -m experiments predict --ckpt PATH --benchmark ID [--limit 8] [--out-root DIR]
                                                          overlay PNGs of predictions
-    python -m experiments demo                           the main job on the synthetic world
+    python -m experiments demo [--size small] [--out-root DIR] [KEY=VALUE ...]
+                                                         the main job on the synthetic world
     python -m experiments occlusion-analysis --ckpt PATH [--ckpt PATH ...] --benchmark ID
         [--patch 40 --stride 8 --limit N --max-batch M]  PARE's Figures 1-3, 5 and 6
     python -m experiments attention-maps --ckpt PATH --benchmark ID [--limit 8]   Figure 7
@@ -184,6 +185,30 @@ def _add_figure_commands(commands: argparse._SubParsersAction) -> None:
     _add_common(attention)
     attention.set_defaults(command=_attention_maps)
 
+    predict = commands.add_parser(
+        "predict", help="overlay PNGs of a checkpoint's predictions on a benchmark's crops"
+    )
+    predict.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint file")
+    predict.add_argument("--benchmark", required=True, metavar="ID", help="benchmark id")
+    predict.add_argument("--limit", type=_positive_int, default=8, metavar="N")
+    predict.add_argument("--out-root", default="results", metavar="DIR")
+    predict.add_argument("--device", help="torch device (default: cuda when available)")
+    _add_common(predict)
+    predict.set_defaults(command=_predict)
+
+    demo = commands.add_parser(
+        "demo", help="the main job: world, train pare_tiny, pare_demo table, overlay PNGs"
+    )
+    demo.add_argument(
+        "--size",
+        default="small",
+        choices=("tiny", "ci", "small", "full"),
+        help="synthetic world size when it must be written (default: %(default)s)",
+    )
+    demo.add_argument("--out-root", default="results", metavar="DIR", help="results folder")
+    _add_common(demo)
+    demo.set_defaults(command=_demo)
+
 
 def _add_data_commands(commands: argparse._SubParsersAction) -> None:
     synth = commands.add_parser("synth", help="write the synthetic world in native layouts")
@@ -335,6 +360,27 @@ def _attention_maps(args: argparse.Namespace) -> None:
         args.device,
     )  # fmt: skip
     print(paths[0].parent if paths else "no crops")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from experiments.figure_commands import predict
+
+    paths = predict(
+        args.ckpt, args.benchmark, args.overrides, args.data_root, args.out_root, args.limit,
+        args.device,
+    )  # fmt: skip
+    print(paths[0].parent if paths else "no crops")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from experiments.demo import DemoError, run_demo
+
+    try:
+        run_demo(args.overrides, args.data_root, args.out_root, args.size)
+    except DemoError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _positive_int(text: str) -> int:

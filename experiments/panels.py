@@ -79,30 +79,39 @@ def prediction_row(
     return np.concatenate(cells, axis=1)
 
 
+def prediction_rows(
+    module: Any, batch: dict, faces: Tensor, size: int = PANEL_SIZE
+) -> list[np.ndarray]:
+    """One `prediction_row` per crop of `batch` (its first person)."""
+    with torch.inference_mode():
+        prediction = predict_with_attention(module, batch)
+    attention = prediction.extras.get("attention")
+    return [
+        prediction_row(
+            batch["image"][index],
+            None if prediction.vertices is None else prediction.vertices[index, 0],
+            faces,
+            prediction.K[index],
+            None if attention is None else attention[index, 0],
+            size,
+        )
+        for index in range(len(batch["image"]))
+    ]
+
+
+def stack_rows(rows: list[np.ndarray]) -> np.ndarray:
+    """Rows one under another, narrower ones padded with black on the right."""
+    width = max(row.shape[1] for row in rows)
+    padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
+    return np.concatenate(padded, axis=0)
+
+
 def prediction_grid(
     module: Any, batch: dict, faces: Tensor, count: int = 4, size: int = PANEL_SIZE
 ) -> np.ndarray:
     """Rows of `prediction_row` for the first `count` crops of `batch`, stacked."""
-    images = batch["image"][:count]
-    with torch.inference_mode():
-        prediction = predict_with_attention(module, {**batch, "image": images})
-    rows = []
-    for index in range(len(images)):
-        vertices = None if prediction.vertices is None else prediction.vertices[index, 0]
-        attention = prediction.extras.get("attention")
-        rows.append(
-            prediction_row(
-                images[index],
-                vertices,
-                faces,
-                prediction.K[index],
-                None if attention is None else attention[index, 0],
-                size,
-            )
-        )
-    width = max(row.shape[1] for row in rows)
-    padded = [np.pad(row, ((0, 0), (0, width - row.shape[1]), (0, 0))) for row in rows]
-    return np.concatenate(padded, axis=0)
+    first = {k: v[:count] if torch.is_tensor(v) else v for k, v in batch.items()}
+    return stack_rows(prediction_rows(module, first, faces, size))
 
 
 class ValidationImages(pl.Callback):
