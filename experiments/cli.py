@@ -355,17 +355,18 @@ def _occlusion_analysis(args: argparse.Namespace) -> None:
 def _attention_maps(args: argparse.Namespace) -> None:
     from experiments.figure_commands import attention_maps
 
-    paths = attention_maps(
-        args.ckpt, args.benchmark, args.overrides, args.data_root, args.out_root, args.limit,
-        args.device,
-    )  # fmt: skip
-    print(paths[0].parent if paths else "no crops")
+    _per_crop_figures(attention_maps, args)
 
 
 def _predict(args: argparse.Namespace) -> None:
     from experiments.figure_commands import predict
 
-    paths = predict(
+    _per_crop_figures(predict, args)
+
+
+def _per_crop_figures(command: Callable[..., list[Path]], args: argparse.Namespace) -> None:
+    """Run a one-PNG-per-crop figure command; print the folder of its files."""
+    paths = command(
         args.ckpt, args.benchmark, args.overrides, args.data_root, args.out_root, args.limit,
         args.device,
     )  # fmt: skip
