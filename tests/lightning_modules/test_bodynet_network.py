@@ -1,0 +1,65 @@
+"""BodyNet's network: output shapes of every subnetwork, the second input branch, the part
+network initialised from the shape network, and input checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_modules.bodynet.network import BodyNetNetwork, VoxelHead
+from lightning_modules.common.hourglass import Hourglass, StackedHourglass
+
+TINY = {"input_size": 64, "voxel_resolution": 32, "features": 32, "hourglass_depth": 2}
+
+
+@pytest.mark.parametrize("stacks", [1, 2])
+def test_every_subnetwork_has_a_prediction_per_stack(stacks: int) -> None:
+    torch.manual_seed(0)
+    network = BodyNetNetwork(num_stacks=stacks, **TINY).eval()
+    with torch.no_grad():
+        out = network(torch.randn(2, 3, 64, 64))
+    assert [tuple(p.shape) for p in out.pose2d] == [(2, 16, 16, 16)] * stacks
+    assert [tuple(p.shape) for p in out.segm] == [(2, 15, 16, 16)] * stacks
+    assert [tuple(p.shape) for p in out.pose3d] == [(2, 16, 19, 16, 16)] * stacks
+    assert [tuple(p.shape) for p in out.voxels] == [(2, 32, 32, 32)] * stacks
+
+
+def test_the_voxel_head_reaches_the_grid_by_2x_stages() -> None:
+    head = VoxelHead(resolution=64, input_side=16)  # two stages: 16 -> 32 -> 64
+    assert head(torch.randn(1, 64, 16, 16)).shape == (1, 64, 64, 64)
+    assert len(head.convs) == 1
+    with pytest.raises(ValueError, match="power-of-two"):
+        VoxelHead(resolution=48, input_side=16)
+
+
+def test_the_part_network_starts_with_the_shape_networks_foreground() -> None:
+    torch.manual_seed(1)
+    shape = BodyNetNetwork(**TINY, num_stacks=2).eval()
+    for parameter in shape.voxel_heads.parameters():  # a non-trivial output layer
+        parameter.data.normal_(0.0, 0.05)
+    parts = BodyNetNetwork(**TINY, num_stacks=2, num_part_classes=7)
+    parts.init_parts_from_shape(shape)
+    parts.eval()
+    image = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        occupancy = torch.sigmoid(shape(image).voxels[-1])
+        scores = parts(image).voxels[-1]
+    assert scores.shape == (2, 7, 32, 32, 32)
+    foreground = 1.0 - scores.softmax(dim=1)[:, 0]
+    torch.testing.assert_close(foreground, occupancy, atol=1e-5, rtol=1e-5)
+    assert occupancy.std() > 0.01  # the comparison is not between constants
+    with pytest.raises(ValueError, match="num_part_classes"):
+        shape.init_parts_from_shape(parts)
+
+
+def test_bad_inputs_name_the_expected_shape() -> None:
+    network = BodyNetNetwork(**TINY, num_stacks=1)
+    with pytest.raises(ValueError, match=r"\(B, 3, 64, 64\)"):
+        network(torch.randn(1, 3, 32, 32))
+    with pytest.raises(ValueError, match="divisible"):
+        BodyNetNetwork(input_size=72, voxel_resolution=36, features=8, hourglass_depth=2)
+    stacked = StackedHourglass(3, 4, num_stacks=1, features=8, depth=1, extra_channels=5)
+    with pytest.raises(ValueError, match="second input"):
+        stacked(torch.randn(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="divisible by 2"):
+        Hourglass(2, 4)(torch.randn(1, 4, 6, 6))
