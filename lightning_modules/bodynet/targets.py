@@ -1,0 +1,230 @@
+"""BodyNet's targets from canonical crop samples, and its predictions decoded back.
+
+`BodyNetTargets` is the DataModule's `target_transform` (it runs in the workers) and adds:
+
+- `bodynet_heatmaps2d` (J, h, w) float32: 2D Gaussians (sigma 1 heatmap pixel, as Newell's)
+  at the `bodynet_16` joints; `bodynet_joint_weight` (J,): 1 where the joint is labelled and
+  inside the crop;
+- `bodynet_segm` (h, w) int64: the `bodynet_15` classes of the part labels at heatmap
+  resolution, -100 (ignored) without part labels;
+- `bodynet_heatmaps3d` (J, bins, h, w) float32: 3D Gaussians (sigma 1 pixel and 1 bin) around
+  the root: x, y = the joint's projection, bin = (z - z_root) / bin size + (bins - 1) / 2;
+  `bodynet_joint3d_weight` (J,): 1 where the camera-frame 3D joint is labelled (0 for datasets
+  with root-relative 3D only);
+- `bodynet_voxels` (R, R, R) bool: the posed ground-truth mesh voxelized in BodyNet's
+  crop-aligned grid (`geometry.volumes.bodynet_voxelize`, root at the middle depth), and
+  `has_bodynet_voxels` (the sample has SMPL in the crop's camera);
+- `bodynet_silhouette` (R, R) float32: the front-view target, the crop's person mask averaged
+  over each grid cell and thresholded at 0.5 (the paper's ground-truth 2D segmentation);
+- with `part_voxels`: `bodynet_part_voxels` (R, R, R) int64, the `bodynet_7` class of each
+  voxel (`geometry.volumes.voxelize_labels`), and `bodynet_part_front` (R, R) int64, the class
+  of each grid column from the part labels.
+
+h = w = S / 4 (S the crop side). Depth: 19 bins of 4.5 cm (datasets.md 1.6: BodyNet's
+`stp = 0.045`, about 85 cm). Voxels are built on the fly from the sample's SMPL parameters,
+so they follow the crop's augmentation (a cache of un-augmented voxels would not): about 14 ms
+per sample at 32^3 and 60 ms at 128^3 on one CPU core. Targets a sample lacks are zeros with
+weight 0 (or -100 labels), never guessed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from body.joint_sets import canonical_indices, root_index
+from body.part_groups import group_parts, lookup_table
+
+JOINT_SET = "bodynet_16"
+DEPTH_BINS = 19
+DEPTH_BIN_SIZE = 0.045  # metres (datasets.md 1.6)
+SIGMA = 1.0  # heatmap pixels (and depth bins)
+IGNORE = -100
+
+
+class BodyNetTargets:
+    """`target_transform` adding BodyNet's targets to a crop sample (module docstring).
+
+    Args:
+        body_model_root, body_model_name: the body model that poses the ground-truth meshes.
+        voxel_resolution: R.
+        depth_bins, depth_bin_size: the 3D pose volume's depth quantisation.
+        part_voxels: also build the 3D part targets (7 classes).
+        sigma: Gaussian sigma of the heatmaps, in heatmap pixels and depth bins.
+    """
+
+    def __init__(
+        self,
+        body_model_root: str,
+        body_model_name: str = "mannequin",
+        voxel_resolution: int = 128,
+        depth_bins: int = DEPTH_BINS,
+        depth_bin_size: float = DEPTH_BIN_SIZE,
+        part_voxels: bool = False,
+        sigma: float = SIGMA,
+    ) -> None:
+        self.body_model_root, self.body_model_name = body_model_root, body_model_name
+        self.voxel_resolution, self.depth_bins = voxel_resolution, depth_bins
+        self.depth_bin_size, self.part_voxels, self.sigma = depth_bin_size, part_voxels, sigma
+        self.joints = canonical_indices(JOINT_SET)
+        self.root = root_index(JOINT_SET)
+        self._models: Any = None
+
+    def models(self) -> Any:
+        if self._models is None:  # built in the worker, not pickled with the transform
+            from datamodules.base import BodyModels
+
+            self._models = BodyModels(self.body_model_root, self.body_model_name)
+        return self._models
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_models": None}
+
+    def __call__(self, sample: dict) -> dict:
+        side = sample["image"].shape[-1]
+        if side % 4:
+            raise ValueError(f"BodyNet needs a crop side divisible by 4, got {side}")
+        size = side // 4
+        out = dict(sample)
+        keypoints2d = sample["keypoints2d"][self.joints]
+        out["bodynet_heatmaps2d"], out["bodynet_joint_weight"] = heatmaps2d(
+            keypoints2d, side, size, self.sigma
+        )
+        out["bodynet_segm"] = segmentation_target(sample, size)
+        out["bodynet_heatmaps3d"], out["bodynet_joint3d_weight"] = self.heatmaps3d(sample, size)
+        out.update(self.voxel_targets(sample))
+        return out
+
+    def heatmaps3d(self, sample: dict, size: int) -> tuple[Tensor, Tensor]:
+        joints = sample["keypoints3d"][self.joints]  # (J, 4) camera metres + confidence
+        usable = bool(sample["has_keypoints3d"]) and not bool(
+            sample.get("keypoints3d_root_relative", torch.tensor(False))
+        )
+        empty = torch.zeros(len(self.joints), self.depth_bins, size, size)
+        if not usable or joints[self.root, 3] <= 0 or joints[self.root, 2] <= 0:
+            return empty, torch.zeros(len(self.joints))
+        side = sample["image"].shape[-1]
+        projected = joints[:, :3] @ sample["K"].T
+        pixels = projected[:, :2] / projected[:, 2:].clamp_min(1e-6)
+        bins = (joints[:, 2] - joints[self.root, 2]) / self.depth_bin_size
+        bins = bins + 0.5 * (self.depth_bins - 1)
+        grid = heatmap_coordinates(pixels, side, size)
+        weight = (joints[:, 3] > 0).float()
+        volume = (
+            gaussian_volume(grid, bins, size, self.depth_bins, self.sigma)
+            * weight[:, None, None, None]
+        )
+        return volume, weight
+
+    def voxel_targets(self, sample: dict) -> dict[str, Tensor]:
+        from geometry.volumes import bodynet_grid_vertices, bodynet_voxelize, voxelize_labels
+
+        resolution, side = self.voxel_resolution, sample["image"].shape[-1]
+        targets: dict[str, Tensor] = {
+            "bodynet_silhouette": silhouette_target(sample["mask"], resolution),
+            "has_bodynet_voxels": torch.tensor(
+                bool(sample["has_smpl"]) and bool(sample.get("has_camera", torch.tensor(True)))
+            ),
+        }
+        voxels = torch.zeros((resolution,) * 3, dtype=torch.bool)
+        part_voxels = torch.zeros((resolution,) * 3, dtype=torch.int64)
+        if targets["has_bodynet_voxels"]:
+            model = self.models().get(int(sample["gender"]))
+            with torch.no_grad():
+                posed = model(sample["pose"][None], sample["betas"][None], sample["transl"][None])
+            vertices, root_depth = posed.vertices[0], float(posed.joints[0, 0, 2])
+            voxels = bodynet_voxelize(
+                vertices, model.faces, sample["K"], root_depth, side, resolution
+            )
+            if self.part_voxels:
+                grid = bodynet_grid_vertices(vertices, sample["K"], root_depth, side, resolution)
+                part_of_vertex = model.smpl.lbs_weights.argmax(dim=1)  # SMPL part 0..23
+                labels = lookup_table("bodynet_7")[part_of_vertex + 1] - 1
+                part_voxels = voxelize_labels(
+                    grid, model.faces, resolution, (0.0,) * 3, (float(resolution),) * 3, labels
+                )
+        targets["bodynet_voxels"] = voxels
+        if self.part_voxels:
+            targets["bodynet_part_voxels"] = part_voxels
+            targets["bodynet_part_front"] = part_front_target(sample, resolution)
+        return targets
+
+
+def heatmap_coordinates(pixels: Tensor, side: int, size: int) -> Tensor:
+    """Crop pixel coordinates (integers at pixel centres) -> heatmap pixel coordinates."""
+    return (pixels + 0.5) * (size / side) - 0.5
+
+
+def heatmaps2d(keypoints2d: Tensor, side: int, size: int, sigma: float) -> tuple[Tensor, Tensor]:
+    """(J, size, size) Gaussians and (J,) weights of crop keypoints (J, 3) (x, y, confidence);
+    a joint that is unlabelled or outside the crop has a zero map and weight 0."""
+    xy = heatmap_coordinates(keypoints2d[:, :2], side, size)
+    inside = (xy >= -0.5).all(dim=1) & (xy <= size - 0.5).all(dim=1)
+    weight = ((keypoints2d[:, 2] > 0) & inside).float()
+    axis = torch.arange(size, dtype=torch.float32)
+    gx = torch.exp(-((axis[None] - xy[:, :1]) ** 2) / (2 * sigma**2))  # (J, w)
+    gy = torch.exp(-((axis[None] - xy[:, 1:]) ** 2) / (2 * sigma**2))  # (J, h)
+    return gy[:, :, None] * gx[:, None, :] * weight[:, None, None], weight
+
+
+def gaussian_volume(xy: Tensor, bins: Tensor, size: int, depth_bins: int, sigma: float) -> Tensor:
+    """(J, depth_bins, size, size) 3D Gaussians at heatmap coordinates `xy` (J, 2), depth `bins`."""
+    axis = torch.arange(size, dtype=torch.float32)
+    depth = torch.arange(depth_bins, dtype=torch.float32)
+    gx = torch.exp(-((axis[None] - xy[:, :1]) ** 2) / (2 * sigma**2))
+    gy = torch.exp(-((axis[None] - xy[:, 1:]) ** 2) / (2 * sigma**2))
+    gz = torch.exp(-((depth[None] - bins[:, None]) ** 2) / (2 * sigma**2))
+    return gz[:, :, None, None] * gy[:, None, :, None] * gx[:, None, None, :]
+
+
+def segmentation_target(sample: dict, size: int) -> Tensor:
+    """`bodynet_15` labels (size, size) by nearest neighbour at cell centres; -100 without part
+    labels."""
+    if not bool(sample["has_part_segm"]):
+        return torch.full((size, size), IGNORE, dtype=torch.int64)
+    return group_parts(_nearest(sample["part_segm"], size), "bodynet_15")
+
+
+def part_front_target(sample: dict, size: int) -> Tensor:
+    """`bodynet_7` labels (size, size) of the part labels; -100 without part labels."""
+    if not bool(sample["has_part_segm"]):
+        return torch.full((size, size), IGNORE, dtype=torch.int64)
+    return group_parts(_nearest(sample["part_segm"], size), "bodynet_7")
+
+
+def silhouette_target(mask: Tensor, resolution: int) -> Tensor:
+    """The mask's mean over each of the grid's cells, thresholded at 0.5: (R, R) float32."""
+    coverage = F.adaptive_avg_pool2d(mask.float()[None, None], resolution)[0, 0]
+    return (coverage >= 0.5).float()
+
+
+def _nearest(labels: Tensor, size: int) -> Tensor:
+    """Labels (S, S) sampled at the centres of a size x size grid over the same crop."""
+    side = labels.shape[-1]
+    centres = ((torch.arange(size) + 0.5) * side / size - 0.5).round().long().clamp(0, side - 1)
+    return labels[centres][:, centres].long()
+
+
+def decode_heatmaps2d(heatmaps: Tensor, side: int) -> Tensor:
+    """(B, J, h, w) -> (B, J, 2) crop pixel coordinates of each map's maximum (paper 3.3)."""
+    width = heatmaps.shape[-1]
+    flat = heatmaps.flatten(2).argmax(dim=2)
+    y, x = (flat // width).float(), (flat % width).float()
+    xy = torch.stack((x, y), dim=-1)
+    return (xy + 0.5) * (side / width) - 0.5
+
+
+def decode_heatmaps3d(
+    volumes: Tensor, side: int, depth_bin_size: float = DEPTH_BIN_SIZE
+) -> tuple[Tensor, Tensor]:
+    """(B, J, bins, h, w) -> (crop pixel xy (B, J, 2), depth relative to the root in metres
+    (B, J)) at each volume's maximum."""
+    bins, height, width = volumes.shape[-3:]
+    flat = volumes.flatten(2).argmax(dim=2)
+    z, rest = flat // (height * width), flat % (height * width)
+    y, x = (rest // width).float(), (rest % width).float()
+    xy = (torch.stack((x, y), dim=-1) + 0.5) * (side / width) - 0.5
+    return xy, (z.float() - 0.5 * (bins - 1)) * depth_bin_size
