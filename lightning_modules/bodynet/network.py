@@ -117,6 +117,7 @@ class BodyNetNetwork(nn.Module):
             num_joints, num_segm_classes, depth_bins,
         )  # fmt: skip
         self.num_part_classes = num_part_classes
+        self.num_stacks, self.features, self.hourglass_depth = num_stacks, features, hourglass_depth
         common = {"num_stacks": num_stacks, "features": features, "depth": hourglass_depth}
         fused = 3 + num_joints + num_segm_classes
         self.pose2d = StackedHourglass(3, num_joints, **common)
@@ -153,6 +154,15 @@ class BodyNetNetwork(nn.Module):
         heatmaps = F.interpolate(heatmaps, size=size, mode="bilinear")
         probabilities = F.interpolate(segm_scores.softmax(dim=1), size=size, mode="bilinear")
         return torch.cat((image, heatmaps, probabilities), dim=1)
+
+    def occupancy_twin(self) -> BodyNetNetwork:
+        """A fresh occupancy network (no part classes) of this network's sizes."""
+        return BodyNetNetwork(
+            input_size=self.input_size, voxel_resolution=self.voxel_resolution,
+            num_joints=self.num_joints, num_segm_classes=self.num_segm_classes,
+            depth_bins=self.depth_bins, num_stacks=self.num_stacks, features=self.features,
+            hourglass_depth=self.hourglass_depth,
+        )  # fmt: skip
 
     @torch.no_grad()
     def init_parts_from_shape(self, shape_network: BodyNetNetwork) -> None:

@@ -1,0 +1,177 @@
+"""BodyNetModule: every loss term backpropagates, frozen subnetworks stay unchanged across a
+training step, stages chain through checkpoints, the part network starts from the shape
+network, prediction fields, and one Lightning step of every BodyNet experiment."""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from experiments.config import available_experiments, load_experiment, resolve
+from lightning_modules.bodynet.module import SUBNETWORKS, BodyNetModule
+from lightning_modules.bodynet.network import BodyNetNetwork
+from lightning_modules.bodynet.targets import BodyNetTargets
+
+BODYNET_EXPERIMENTS = [n for n in available_experiments() if n.startswith("bodynet")]
+ALL_OCCUPANCY = {"pose2d": 1.0, "segm": 1.0, "pose3d": 1.0, "voxels": 1.0,
+                 "reproj_front": 1.0, "reproj_side": 1.0}  # fmt: skip
+ALL_PARTS = {"pose2d": 1.0, "segm": 1.0, "pose3d": 1.0, "parts": 1.0,
+             "parts_reproj_front": 1.0, "parts_reproj_side": 1.0}  # fmt: skip
+SMALL_EXPERIMENT = [
+    "data.crop_size=64", "model.network.voxel_resolution=32", "model.network.features=16",
+    "model.network.hourglass_depth=2", "model.network.num_stacks=1", "data.batch_size=2",
+    "data.num_workers=0",
+]  # fmt: skip
+
+
+def _network(parts: int = 0) -> BodyNetNetwork:
+    return BodyNetNetwork(
+        input_size=64, voxel_resolution=32, num_stacks=1, features=16, hourglass_depth=2,
+        num_part_classes=parts,
+    )  # fmt: skip
+
+
+def _module(parts: int = 0, **kwargs) -> BodyNetModule:
+    torch.manual_seed(0)
+    weights = kwargs.pop("loss_weights", ALL_PARTS if parts else ALL_OCCUPANCY)
+    optimizer = partial(torch.optim.RMSprop, lr=1e-3)
+    return BodyNetModule(_network(parts), optimizer, loss_weights=weights, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def batch(tiny_world, body_models_root) -> dict:
+    from datamodules.base import BodyModels, ReaderOptions, reader_class
+    from datamodules.datasets import CropDataset, collate_crops
+
+    options = ReaderOptions(body_models=BodyModels(body_models_root))
+    transform = BodyNetTargets(str(body_models_root), voxel_resolution=32, part_voxels=True)
+    reader = reader_class("surreal")(tiny_world, "train", options)
+    dataset = CropDataset(reader, 64, target_transform=transform)
+    return collate_crops([dataset[i] for i in range(4)])
+
+
+@pytest.mark.parametrize("parts", [0, 7])
+def test_every_loss_term_is_finite_and_reaches_the_network(batch, parts: int) -> None:
+    module = _module(parts)
+    terms = module.compute_losses(batch, module(batch["image"]))
+    assert set(terms) == set(ALL_PARTS if parts else ALL_OCCUPANCY)
+    total = sum(terms.values())
+    assert isinstance(total, torch.Tensor)
+    total.backward()
+    assert all(math.isfinite(float(v.detach())) and float(v.detach()) > 0 for v in terms.values())
+    for name in SUBNETWORKS:
+        grads = [p.grad for p in module.subnetwork_parameters(name) if p.grad is not None]
+        assert grads and torch.stack([g.norm() for g in grads]).sum() > 0, name
+
+
+def _snapshot(module: BodyNetModule, name: str) -> list[torch.Tensor]:
+    return [
+        t.detach().clone() for m in module.subnetwork_modules(name) for t in m.state_dict().values()
+    ]
+
+
+def test_frozen_subnetworks_stay_unchanged_across_a_training_step(batch) -> None:
+    module = _module(trainable=["pose3d"])  # stage (ii): 3D pose on fixed 2D pose and parts
+    module.train()
+    for frozen in ("pose2d", "segm", "shape"):
+        assert not any(
+            m.training for part in module.subnetwork_modules(frozen) for m in part.modules()
+        )
+        assert not any(p.requires_grad for p in module.subnetwork_parameters(frozen))
+    before = {name: _snapshot(module, name) for name in SUBNETWORKS}
+    optimizer = module.configure_optimizers()
+    loss = sum(module.compute_losses(batch, module(batch["image"])).values())
+    assert isinstance(loss, torch.Tensor)
+    loss.backward()
+    optimizer.step()
+    for name in SUBNETWORKS:
+        after = _snapshot(module, name)
+        same = all(torch.equal(a, b) for a, b in zip(before[name], after, strict=True))
+        assert same == (name != "pose3d"), name  # batch-norm statistics included
+
+
+def _save(module: BodyNetModule, path: Path) -> Path:
+    state = {f"network.{k}": v for k, v in module.network.state_dict().items()}
+    torch.save({"state_dict": state}, path)
+    return path
+
+
+def test_stages_chain_through_checkpoints(tmp_path: Path) -> None:
+    first = _module()
+    for parameter in first.network.parameters():
+        parameter.data.normal_()
+    path = _save(first, tmp_path / "stage.ckpt")
+    second = _module(init_from=str(path), trainable=["shape"])
+    for a, b in zip(
+        first.network.state_dict().values(), second.network.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+    with pytest.raises(FileNotFoundError, match=r"gone\.ckpt"):
+        _module(init_from=str(tmp_path / "gone.ckpt"))
+    torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "foreign.ckpt")
+    with pytest.raises(ValueError, match=r"foreign\.ckpt"):
+        _module(init_from=str(tmp_path / "foreign.ckpt"))
+    (tmp_path / "truncated.ckpt").write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"truncated\.ckpt"):
+        _module(init_from=str(tmp_path / "truncated.ckpt"))
+
+
+def test_the_part_stage_starts_from_the_shape_stage(batch, tmp_path: Path) -> None:
+    shape = _module()
+    for parameter in shape.network.voxel_heads.parameters():
+        parameter.data.normal_(0.0, 0.05)
+    path = _save(shape, tmp_path / "shape.ckpt")
+    parts = _module(parts=7, init_parts_from=str(path))
+    with torch.no_grad():
+        occupancy = torch.sigmoid(shape.eval()(batch["image"]).voxels[-1])
+        scores = parts.eval()(batch["image"]).voxels[-1]
+    torch.testing.assert_close(1 - scores.softmax(dim=1)[:, 0], occupancy, atol=1e-5, rtol=1e-5)
+
+
+def test_prediction_fields(batch) -> None:
+    module = _module().eval()
+    with torch.no_grad():
+        prediction = module.predict_step(batch)
+    assert prediction.keypoints3d.shape[:2] == (4, 1) and prediction.pose is None
+    occupancy = prediction.extras["occupancy"]
+    assert occupancy.shape == (4, 1, 32, 32, 32) and 0 <= occupancy.min() <= occupancy.max() <= 1
+    assert prediction.extras["segm"].shape == (4, 1, 16, 16)
+    from body.joint_sets import canonical_indices
+
+    pelvis = canonical_indices("bodynet_16")[6]
+    truth = batch["keypoints3d"][:, pelvis, 2]
+    torch.testing.assert_close(prediction.extras["root_depth"][:, 0], truth)
+
+
+def test_mistakes_in_the_configuration_are_named() -> None:
+    with pytest.raises(ValueError, match="voxel"):
+        _module(loss_weights={"voxel": 1.0})
+    with pytest.raises(ValueError, match="parts"):
+        _module(loss_weights={"parts": 1.0})  # an occupancy network has no part loss
+    with pytest.raises(ValueError, match="trainable"):
+        _module(trainable=["pose2d", "shapes"])
+
+
+@pytest.mark.parametrize("experiment", BODYNET_EXPERIMENTS)
+def test_one_training_step_of_every_experiment(experiment, tiny_world, body_models_root, tmp_path):
+    cfg = resolve(load_experiment(experiment, [
+        f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
+        *SMALL_EXPERIMENT,
+    ], data_root=tiny_world))  # fmt: skip
+    model = instantiate(cfg.model, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=1, val_check_interval=1,
+        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert trainer.global_step == 1
+    assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
+    assert "val/surreal_val/voxel_iou_pct" in trainer.callback_metrics
