@@ -58,6 +58,9 @@ tables: setup ## Regenerate one paper table: make tables TABLE=pare_table1 [ARGS
 demo: setup ## The main job: mannequin, synthetic world, train pare_tiny, eval, table, overlays (~15 min)
 	$(PY) -m experiments demo $(ARGS)
 
+bodynet-chain: setup ## BodyNet's staged training (i)-(v) and its part networks: make bodynet-chain ARGS="trainer.max_steps=10"
+	$(PY) -m experiments chain bodynet $(ARGS)
+
 sweep: setup ## Run a sweep: make sweep SWEEP=pare_loss_weights COUNT=8 [ARGS="key=value ..."]
 	@test -n "$(SWEEP)" || (echo "usage: make sweep SWEEP=<name in experiments/sweeps> [COUNT=N] [ARGS='...']"; exit 2)
 	$(PY) -m experiments sweep $(SWEEP) --count $(COUNT) $(ARGS)
@@ -74,4 +77,4 @@ clean: ## Remove caches and build outputs (keeps .venv, data, checkpoints and bo
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .benchmarks build dist *.egg-info
 	find . -path ./.venv -prune -o -name __pycache__ -type d -print -exec rm -rf {} +
 
-.PHONY: help setup test lint format train eval tables demo sweep synth bench clean
+.PHONY: bodynet-chain help setup test lint format train eval tables demo sweep synth bench clean

@@ -1,6 +1,7 @@
 """`python -m experiments <command>`: the suite's command line.
 
     python -m experiments train EXP [KEY=VALUE ...]      train, print the run folder
+    python -m experiments chain NAME [KEY=VALUE ...]     train experiments/chains/NAME.yaml in order
     python -m experiments config EXP [KEY=VALUE ...]     print the resolved config as YAML
     python -m experiments summary EXP [--json]           parameters and FLOPs of the model
     python -m experiments eval --ckpt PATH --benchmark ID [--limit N] [--out-root DIR]
@@ -95,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--local", action="store_true", help="offline runner even when logged in")
     _add_common(sweep)
     sweep.set_defaults(command=_sweep)
+
+    chain = commands.add_parser(
+        "chain", help="train a chain of experiments/chains/NAME.yaml, each from the one before"
+    )
+    chain.add_argument("name", metavar="NAME", help="chain name (e.g. bodynet)")
+    _add_common(chain)
+    chain.set_defaults(command=_chain)
 
     config = commands.add_parser("config", help="print the resolved config of an experiment")
     config.add_argument("exp", metavar="EXP", help="experiment name or path to a YAML file")
@@ -275,6 +283,12 @@ def _train(args: argparse.Namespace) -> None:
 
     run_dir = train(load_experiment(args.exp, args.overrides, args.data_root), args.resume)
     print(run_dir)
+
+
+def _chain(args: argparse.Namespace) -> None:
+    from experiments.chains import run_chain
+
+    run_chain(args.name, args.overrides, args.data_root)
 
 
 def _sweep(args: argparse.Namespace) -> None:

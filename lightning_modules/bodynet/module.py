@@ -17,8 +17,9 @@ of an earlier stage's checkpoint (read with `weights_only=True`); `init_parts_fr
 occupancy network's checkpoint into a part network through
 `BodyNetNetwork.init_parts_from_shape`.
 
-Validation, per named validation split: `voxel_iou_pct` (`metrics.VoxelIoU` on the sigmoid of
-the last stack at 0.5, samples with voxels) and `pose3d_mm`, the mean distance over the
+Validation, per named validation split: `voxel_iou_pct` (`metrics.VoxelIoU` at 0.5 on the
+last stack's occupancy: the sigmoid, or 1 - P(background) for the part network; samples with
+voxels) and `pose3d_mm`, the mean distance over the
 `bodynet_16` joints of the decoded 3D pose and the truth, both root-relative, with the root's
 depth and the intrinsics known (appendix C.1), as torchmetrics means.
 
@@ -117,16 +118,12 @@ class BodyNetModule(pl.LightningModule):
         self.trainable = tuple(trainable)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.default_root_depth = default_root_depth
-        if init_from is not None:
-            self.network.load_state_dict(load_network_state(init_from))
-        if init_parts_from is not None:
-            shape = network.occupancy_twin()
-            shape.load_state_dict(load_network_state(init_parts_from))
-            self.network.init_parts_from_shape(shape)
+        self.init_from, self.init_parts_from = init_from, init_parts_from
         for name in SUBNETWORKS:
             for parameter in self.subnetwork_parameters(name):
                 parameter.requires_grad_(name in self.trainable)
         self.val_metrics = nn.ModuleDict()  # "<split index>" -> [VoxelIoU, 3D pose mean]
+        self.train()  # frozen subnetworks in eval mode from the start (Lightning keeps modes)
 
     # ---------------------------------------------------------------------------------------
     # subnetworks
@@ -152,6 +149,24 @@ class BodyNetModule(pl.LightningModule):
                 for module in self.subnetwork_modules(name):
                     module.eval()
         return self
+
+    def initialise_from_checkpoints(self) -> None:
+        """Load `init_from` / `init_parts_from` (module docstring) into the network."""
+        if self.init_from is not None:
+            self.network.load_state_dict(load_network_state(self.init_from))
+        if self.init_parts_from is not None:
+            shape = self.network.occupancy_twin()
+            shape.load_state_dict(load_network_state(self.init_parts_from))
+            self.network.init_parts_from_shape(shape)
+
+    def on_fit_start(self) -> None:
+        """A fresh run starts from the earlier stage's weights; a resumed run (whose
+        checkpoint Lightning has restored by now) and evaluation never read those files."""
+        if self.global_step == 0:
+            self.initialise_from_checkpoints()
+
+    def on_train_start(self) -> None:
+        self.train()  # whatever mode the caller left the module in, frozen parts stay eval
 
     def forward(self, images: Tensor) -> BodyNetOutput:
         return self.network(images)
@@ -228,6 +243,16 @@ class BodyNetModule(pl.LightningModule):
         xy, depth = decode_heatmaps3d(output.pose3d[-1], self.network.input_size, DEPTH_BIN_SIZE)
         return volume_to_camera(xy, depth, K, root_depth)
 
+    def occupancy(self, output: BodyNetOutput) -> Tensor:
+        """(B, R, R, R) probability of each voxel being inside the body (last stack): the
+        sigmoid of the occupancy logits, or 1 - P(background) for the part network."""
+        last = output.voxels[-1]
+        return (
+            1.0 - last.softmax(dim=1)[:, 0]
+            if self.network.num_part_classes
+            else torch.sigmoid(last)
+        )
+
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self(batch["image"])
         key = str(dataloader_idx)
@@ -235,9 +260,8 @@ class BodyNetModule(pl.LightningModule):
             self.val_metrics[key] = nn.ModuleList([VoxelIoU(), MeanMetric()]).to(self.device)
         voxel_iou, pose3d = self._val_pair(key)
         keep = batch["has_bodynet_voxels"]
-        if keep.any() and not self.network.num_part_classes:
-            occupancy = torch.sigmoid(output.voxels[-1][keep])
-            voxel_iou.update(occupancy, batch["bodynet_voxels"][keep])
+        if keep.any():
+            voxel_iou.update(self.occupancy(output)[keep], batch["bodynet_voxels"][keep])
         truth = batch["keypoints3d"][:, JOINTS]
         usable = batch["has_keypoints3d"] & (truth[:, ROOT, 3] > 0)
         if usable.any():

@@ -108,18 +108,19 @@ def test_stages_chain_through_checkpoints(tmp_path: Path) -> None:
         parameter.data.normal_()
     path = _save(first, tmp_path / "stage.ckpt")
     second = _module(init_from=str(path), trainable=["shape"])
+    second.initialise_from_checkpoints()
     for a, b in zip(
         first.network.state_dict().values(), second.network.state_dict().values(), strict=True
     ):
         assert torch.equal(a, b)
     with pytest.raises(FileNotFoundError, match=r"gone\.ckpt"):
-        _module(init_from=str(tmp_path / "gone.ckpt"))
+        _module(init_from=str(tmp_path / "gone.ckpt")).initialise_from_checkpoints()
     torch.save({"state_dict": {"other.weight": torch.zeros(1)}}, tmp_path / "foreign.ckpt")
     with pytest.raises(ValueError, match=r"foreign\.ckpt"):
-        _module(init_from=str(tmp_path / "foreign.ckpt"))
+        _module(init_from=str(tmp_path / "foreign.ckpt")).initialise_from_checkpoints()
     (tmp_path / "truncated.ckpt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"truncated\.ckpt"):
-        _module(init_from=str(tmp_path / "truncated.ckpt"))
+        _module(init_from=str(tmp_path / "truncated.ckpt")).initialise_from_checkpoints()
 
 
 def test_the_part_stage_starts_from_the_shape_stage(batch, tmp_path: Path) -> None:
@@ -128,6 +129,7 @@ def test_the_part_stage_starts_from_the_shape_stage(batch, tmp_path: Path) -> No
         parameter.data.normal_(0.0, 0.05)
     path = _save(shape, tmp_path / "shape.ckpt")
     parts = _module(parts=7, init_parts_from=str(path))
+    parts.initialise_from_checkpoints()
     with torch.no_grad():
         occupancy = torch.sigmoid(shape.eval()(batch["image"]).voxels[-1])
         scores = parts.eval()(batch["image"]).voxels[-1]
@@ -158,11 +160,34 @@ def test_mistakes_in_the_configuration_are_named() -> None:
         _module(trainable=["pose2d", "shapes"])
 
 
+@pytest.fixture(scope="module")
+def stage_checkpoints(tmp_path_factory) -> dict[int, Path]:
+    """Checkpoints of untrained occupancy (0) and part (7) networks of SMALL_EXPERIMENT's sizes,
+    for the stages that start from an earlier one."""
+    root = tmp_path_factory.mktemp("stages")
+    return {parts: _save(_module(parts), root / f"parts{parts}.ckpt") for parts in (0, 7)}
+
+
+def _init_overrides(experiment: str, checkpoints: dict[int, Path]) -> list[str]:
+    from omegaconf import OmegaConf
+
+    model = load_experiment(experiment).model
+    parts = int(model.network.num_part_classes)
+    overrides = []
+    if OmegaConf.is_missing(model, "init_from"):
+        overrides.append(f"model.init_from={checkpoints[parts]}")
+    if OmegaConf.is_missing(model, "init_parts_from"):
+        overrides.append(f"model.init_parts_from={checkpoints[0]}")
+    return overrides
+
+
 @pytest.mark.parametrize("experiment", BODYNET_EXPERIMENTS)
-def test_one_training_step_of_every_experiment(experiment, tiny_world, body_models_root, tmp_path):
+def test_one_training_step_of_every_experiment(
+    experiment, tiny_world, body_models_root, tmp_path, stage_checkpoints
+):
     cfg = resolve(load_experiment(experiment, [
         f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
-        *SMALL_EXPERIMENT,
+        *SMALL_EXPERIMENT, *_init_overrides(experiment, stage_checkpoints),
     ], data_root=tiny_world))  # fmt: skip
     model = instantiate(cfg.model, _convert_="all")
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -175,3 +200,22 @@ def test_one_training_step_of_every_experiment(experiment, tiny_world, body_mode
     assert trainer.global_step == 1
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert "val/surreal_val/voxel_iou_pct" in trainer.callback_metrics
+
+
+def test_the_balancing_callback_measures_bodynets_losses(tiny_world, body_models_root, tmp_path):
+    from experiments.cli import main
+
+    overrides = [
+        f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
+        f"output_root={tmp_path}", *SMALL_EXPERIMENT, "trainer.max_steps=2",
+        "trainer.limit_val_batches=0", "logger=none",
+        "+callbacks.balance._target_=lightning_modules.common.loss_balancing.GradientLossBalancing",
+        "+callbacks.balance.steps=1",
+    ]  # fmt: skip
+    assert main(["train", "bodynet_tiny", "--data-root", str(tiny_world), *overrides]) == 0
+    (run,) = (tmp_path / "bodynet_tiny").iterdir()
+    import json
+
+    weights = json.loads((run / "loss_weights.json").read_text())["loss_weights"]
+    assert set(weights) == set(ALL_OCCUPANCY)
+    assert sum(weights.values()) == pytest.approx(1.0)
