@@ -185,6 +185,22 @@ class CropDataModule(pl.LightningDataModule):
             result.append(parts[part].smpl_annotation(position - offset))
         return result
 
+    def training_samples(self, limit: int) -> list[dict]:
+        """At most `limit` full training samples (targets included), evenly spaced over the
+        concatenated training splits, for baselines that need more than the annotations
+        (BodyNet's constant occupancy); call after `setup`."""
+        parts = self.datasets.get("train", [])
+        total = sum(len(p) for p in parts)
+        if total == 0:
+            return []
+        positions = sorted({int(i) for i in np.linspace(0, total - 1, min(limit, total))})
+        result, offset, part = [], 0, 0
+        for position in positions:
+            while position >= offset + len(parts[part]):
+                offset, part = offset + len(parts[part]), part + 1
+            result.append(parts[part][position - offset])
+        return result
+
     def skipped_samples(self) -> int:
         """Bad samples skipped so far over every split (with `skip_bad_samples`)."""
         return sum(d.skipped.value for parts in self.datasets.values() for d in parts)

@@ -21,7 +21,9 @@ Validation, per named validation split: `voxel_iou_pct` (`metrics.VoxelIoU` at 0
 last stack's occupancy: the sigmoid, or 1 - P(background) for the part network; samples with
 voxels) and `pose3d_mm`, the mean distance over the
 `bodynet_16` joints of the decoded 3D pose and the truth, both root-relative, with the root's
-depth and the intrinsics known (appendix C.1), as torchmetrics means.
+depth and the intrinsics known (appendix C.1), as torchmetrics means; and the voxel IoU of the
+constant baseline (`lightning_modules.bodynet.baseline`, fitted at the start of training from
+`baseline_samples` training samples and kept in the checkpoint) as `val/<split>/baseline/`.
 
 Prediction (`predict_step`): the canonical `Prediction` with `keypoints3d` from the 3D pose
 volume (the `bodynet_16` joints scattered into the canonical superset; other entries zero) at
@@ -45,6 +47,7 @@ from torchmetrics import MeanMetric
 
 from body.joint_sets import CANONICAL_NAMES, canonical_indices, root_index
 from lightning_modules.bodynet import losses
+from lightning_modules.bodynet.baseline import ConstantOccupancy
 from lightning_modules.bodynet.network import BodyNetNetwork, BodyNetOutput
 from lightning_modules.bodynet.targets import (
     DEPTH_BIN_SIZE,
@@ -102,6 +105,7 @@ class BodyNetModule(pl.LightningModule):
         init_from: str | None = None,
         init_parts_from: str | None = None,
         default_root_depth: float = 5.0,
+        baseline_samples: int = 200,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
     ) -> None:
         super().__init__()
@@ -119,6 +123,8 @@ class BodyNetModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.default_root_depth = default_root_depth
         self.init_from, self.init_parts_from = init_from, init_parts_from
+        self.baseline = ConstantOccupancy(network.voxel_resolution)
+        self.baseline_samples = baseline_samples
         for name in SUBNETWORKS:
             for parameter in self.subnetwork_parameters(name):
                 parameter.requires_grad_(name in self.trainable)
@@ -164,6 +170,12 @@ class BodyNetModule(pl.LightningModule):
         checkpoint Lightning has restored by now) and evaluation never read those files."""
         if self.global_step == 0:
             self.initialise_from_checkpoints()
+        samples = getattr(getattr(self.trainer, "datamodule", None), "training_samples", None)
+        if not self.baseline.fitted and samples is not None:
+            grids = [s["bodynet_voxels"] for s in samples(self.baseline_samples)
+                     if bool(s["has_bodynet_voxels"])]  # fmt: skip
+            if grids:
+                self.baseline.fit(torch.stack(grids).to(self.device))
 
     def on_train_start(self) -> None:
         self.train()  # whatever mode the caller left the module in, frozen parts stay eval
@@ -257,11 +269,16 @@ class BodyNetModule(pl.LightningModule):
         output = self(batch["image"])
         key = str(dataloader_idx)
         if key not in self.val_metrics:
-            self.val_metrics[key] = nn.ModuleList([VoxelIoU(), MeanMetric()]).to(self.device)
+            metrics = [VoxelIoU(), MeanMetric(), VoxelIoU()]
+            self.val_metrics[key] = nn.ModuleList(metrics).to(self.device)
         voxel_iou, pose3d = self._val_pair(key)
         keep = batch["has_bodynet_voxels"]
         if keep.any():
             voxel_iou.update(self.occupancy(output)[keep], batch["bodynet_voxels"][keep])
+            if self.baseline.fitted:
+                baseline = cast(VoxelIoU, cast(nn.ModuleList, self.val_metrics[key])[2])
+                constant = self.baseline(int(keep.sum()))
+                baseline.update(constant, batch["bodynet_voxels"][keep])
         truth = batch["keypoints3d"][:, JOINTS]
         usable = batch["has_keypoints3d"] & (truth[:, ROOT, 3] > 0)
         if usable.any():
@@ -278,13 +295,17 @@ class BodyNetModule(pl.LightningModule):
         names = self._val_split_names()
         for key in self.val_metrics:
             split = names[int(key)] if int(key) < len(names) else key
+            metrics = cast(nn.ModuleList, self.val_metrics[key])
             voxel_iou, pose3d = self._val_pair(key)
+            baseline = cast(VoxelIoU, metrics[2])
             if voxel_iou.num_samples > 0:
                 self.log(f"val/{split}/voxel_iou_pct", voxel_iou.compute())
+            if baseline.num_samples > 0:
+                self.log(f"val/{split}/baseline/voxel_iou_pct", baseline.compute())
             if pose3d.update_count:
                 self.log(f"val/{split}/pose3d_mm", pose3d.compute())
-            voxel_iou.reset()
-            pose3d.reset()
+            for metric in metrics:
+                cast(VoxelIoU, metric).reset()
 
     def _val_pair(self, key: str) -> tuple[VoxelIoU, MeanMetric]:
         pair = cast(nn.ModuleList, self.val_metrics[key])

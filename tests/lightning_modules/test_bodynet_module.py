@@ -219,3 +219,38 @@ def test_the_balancing_callback_measures_bodynets_losses(tiny_world, body_models
     weights = json.loads((run / "loss_weights.json").read_text())["loss_weights"]
     assert set(weights) == set(ALL_OCCUPANCY)
     assert sum(weights.values()) == pytest.approx(1.0)
+
+
+def test_the_constant_baseline_picks_the_best_threshold_on_the_training_grids() -> None:
+    from lightning_modules.bodynet.baseline import ConstantOccupancy
+
+    small = torch.zeros(8, 8, 8, dtype=torch.bool)
+    small[3:5, 3:5, 3:5] = True  # 8 voxels
+    large = torch.zeros(8, 8, 8, dtype=torch.bool)
+    large[2:6, 2:6, 2:6] = True  # 64 voxels, containing `small`
+    baseline = ConstantOccupancy(8)
+    baseline.fit(torch.stack([small, large, large]))
+    # mean: 1 on `small`, 2/3 on the rest of `large`. Thresholds up to 0.65 give `large`
+    # (IoUs 1/8, 1, 1), higher ones `small` (1, 1/8, 1/8): the first level of the best wins.
+    assert baseline.fitted and float(baseline.threshold) == pytest.approx(0.05)
+    assert torch.equal(baseline(2)[0], large) and baseline(2).shape == (2, 8, 8, 8)
+    with pytest.raises(ValueError, match="training voxels"):
+        baseline.fit(torch.zeros(0, 8, 8, 8, dtype=torch.bool))
+
+
+def test_validation_reports_the_constant_baseline(tiny_world, body_models_root, tmp_path):
+    cfg = resolve(load_experiment("bodynet_tiny", [
+        f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
+        *SMALL_EXPERIMENT, "model.baseline_samples=4",
+    ], data_root=tiny_world))  # fmt: skip
+    model = instantiate(cfg.model, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=1, val_check_interval=1,
+        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    assert model.baseline.fitted and model.baseline.mean.max() > 0
+    value = float(trainer.callback_metrics["val/surreal_val/baseline/voxel_iou_pct"])
+    assert 0 < value <= 100
