@@ -173,22 +173,16 @@ class CropDataModule(pl.LightningDataModule):
     def smpl_annotations(self, limit: int) -> list[dict]:
         """SMPL annotations of at most `limit` training samples, evenly spaced over the
         concatenated training splits (`CropDataset.smpl_annotation`); call after `setup`."""
-        parts = self.datasets.get("train", [])
-        total = sum(len(p) for p in parts)
-        if total == 0:
-            return []
-        positions = sorted({int(i) for i in np.linspace(0, total - 1, min(limit, total))})
-        result, offset, part = [], 0, 0
-        for position in positions:
-            while position >= offset + len(parts[part]):
-                offset, part = offset + len(parts[part]), part + 1
-            result.append(parts[part].smpl_annotation(position - offset))
-        return result
+        return [part.smpl_annotation(index) for part, index in self._spread(limit)]
 
     def training_samples(self, limit: int) -> list[dict]:
         """At most `limit` full training samples (targets included), evenly spaced over the
         concatenated training splits, for baselines that need more than the annotations
         (BodyNet's constant occupancy); call after `setup`."""
+        return [part[index] for part, index in self._spread(limit)]
+
+    def _spread(self, limit: int) -> list[tuple[CropDataset, int]]:
+        """(split, index) of at most `limit` positions evenly spaced over the training splits."""
         parts = self.datasets.get("train", [])
         total = sum(len(p) for p in parts)
         if total == 0:
@@ -198,7 +192,7 @@ class CropDataModule(pl.LightningDataModule):
         for position in positions:
             while position >= offset + len(parts[part]):
                 offset, part = offset + len(parts[part]), part + 1
-            result.append(parts[part][position - offset])
+            result.append((parts[part], position - offset))
         return result
 
     def skipped_samples(self) -> int:

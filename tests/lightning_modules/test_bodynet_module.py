@@ -160,6 +160,19 @@ def test_mistakes_in_the_configuration_are_named() -> None:
         _module(trainable=["pose2d", "shapes"])
 
 
+def _fit_one_step(cfg, root: Path) -> tuple[BodyNetModule, pl.Trainer]:
+    """The experiment's module and DataModule through one training step and one validation."""
+    model = instantiate(cfg.model, _convert_="all")
+    datamodule = instantiate(cfg.data, _convert_="all")
+    trainer = pl.Trainer(
+        accelerator="cpu", max_steps=1, limit_val_batches=1, val_check_interval=1,
+        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, default_root_dir=root,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=datamodule)
+    return model, trainer
+
+
 @pytest.fixture(scope="module")
 def stage_checkpoints(tmp_path_factory) -> dict[int, Path]:
     """Checkpoints of untrained occupancy (0) and part (7) networks of SMALL_EXPERIMENT's sizes,
@@ -189,14 +202,7 @@ def test_one_training_step_of_every_experiment(
         f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
         *SMALL_EXPERIMENT, *_init_overrides(experiment, stage_checkpoints),
     ], data_root=tiny_world))  # fmt: skip
-    model = instantiate(cfg.model, _convert_="all")
-    datamodule = instantiate(cfg.data, _convert_="all")
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=1, limit_val_batches=1, val_check_interval=1,
-        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
-    trainer.fit(model, datamodule=datamodule)
+    _, trainer = _fit_one_step(cfg, tmp_path)
     assert trainer.global_step == 1
     assert math.isfinite(float(trainer.callback_metrics["train/loss"]))
     assert "val/surreal_val/voxel_iou_pct" in trainer.callback_metrics
@@ -243,14 +249,7 @@ def test_validation_reports_the_constant_baseline(tiny_world, body_models_root, 
         f"body_model.root={body_models_root}", f"cache_root={tmp_path / 'cache'}",
         *SMALL_EXPERIMENT, "model.baseline_samples=4",
     ], data_root=tiny_world))  # fmt: skip
-    model = instantiate(cfg.model, _convert_="all")
-    datamodule = instantiate(cfg.data, _convert_="all")
-    trainer = pl.Trainer(
-        accelerator="cpu", max_steps=1, limit_val_batches=1, val_check_interval=1,
-        num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
-    )  # fmt: skip
-    trainer.fit(model, datamodule=datamodule)
+    model, trainer = _fit_one_step(cfg, tmp_path)
     assert model.baseline.fitted and model.baseline.mean.max() > 0
     value = float(trainer.callback_metrics["val/surreal_val/baseline/voxel_iou_pct"])
     assert 0 < value <= 100
