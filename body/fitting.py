@@ -1,0 +1,152 @@
+"""Fitting the body model to a surface and 3D joints (BodyNet section 3.4, eq. 6), batched.
+
+    E(theta, beta, t) = sum_{p in V_n} w(p) |p - nn_s(p)|^2
+                        + sum_{q in V_s} w(nn_n(q)) |q - nn_n(q)|^2
+                        + lambda sum_j |j_n - j_s(theta, beta, t)|^2
+
+V_n are the target surface points (BodyNet: the marching-cubes isosurface of the predicted
+occupancy at 0.5) with confidences w, V_s the body model's vertices, nn the nearest point of
+the other set, refreshed at every iteration (`geometry.meshes.nearest_neighbors`), and j the
+target 3D joints against the same joints of the model (lambda = 5, the paper's). The terms are
+sums, as in eq. 6 (lambda is relative to those sums).
+
+Everything is compared in a *target frame* given by a differentiable map from camera-frame
+metres (`to_frame`, e.g. BodyNet's voxel-grid units: `geometry.volumes.bodynet_grid_vertices`),
+so a grid's surface and joints are used where they were predicted; the optimised parameters
+are the model's pose (72 axis-angle), betas and translation in the camera frame.
+
+The paper minimises E with Powell's dogleg in chumpy; here it is PyTorch's Adam (chumpy is
+unmaintained and not installable on current Python), for `steps` iterations from the given
+start, the learning rate annealed (cosine) to 5 % of `lr` so the last steps settle (on the
+mannequin voxelized at 128^3 the defaults reach 0.48 voxel of mean vertex error from 7, about
+10 s per sample on one CPU core). `rigid_start` gives BodyNet's start: zero shape and body
+pose, the global orientation and translation that align the model's rest joints with the
+target joints (Kabsch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+from geometry.meshes import nearest_neighbors
+from geometry.procrustes import similarity_procrustes
+from geometry.rotations import matrix_to_axis_angle
+
+Frame = Callable[[Tensor], Tensor]  # (B, N, 3) camera metres -> (B, N, 3) target frame
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters (camera frame) and the model's vertices and keypoints with them."""
+
+    pose: Tensor  # (B, 72)
+    betas: Tensor  # (B, num_betas)
+    transl: Tensor  # (B, 3)
+    vertices: Tensor  # (B, V, 3) camera metres
+    energies: list[float] = field(default_factory=list)  # E summed over the batch, per step
+
+
+def rigid_start(
+    model: torch.nn.Module,
+    joints: Tensor,
+    joint_indices: Sequence[int],
+    valid: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """(pose (B, 72), transl (B, 3)): zero body pose and shape, the global rotation and
+    translation that best align the rest-pose joints `joint_indices` of the model's canonical
+    keypoints with `joints` (B, J, 3) camera metres (rotation and translation only)."""
+    batch = joints.shape[0]
+    rest = model(joints.new_zeros(batch, 72)).keypoints[:, list(joint_indices)]
+    weights = None if valid is None else valid.to(joints.dtype)
+    _, rotation, _ = similarity_procrustes(rest, joints, weights)
+    pose = joints.new_zeros(batch, 72)
+    pose[:, :3] = matrix_to_axis_angle(rotation)
+    rotated = model(pose).keypoints[:, list(joint_indices)]
+    w = torch.ones_like(joints[..., 0]) if weights is None else weights
+    offset = ((joints - rotated) * w[..., None]).sum(dim=1) / w.sum(dim=1, keepdim=True).clamp_min(
+        1
+    )
+    return pose, offset
+
+
+def fit_body(
+    model: torch.nn.Module,
+    surface: Tensor,
+    pose: Tensor,
+    transl: Tensor,
+    to_frame: Frame,
+    surface_weights: Tensor | None = None,
+    joints: Tensor | None = None,
+    joint_indices: Sequence[int] = (),
+    joint_weight: float = 5.0,
+    betas: Tensor | None = None,
+    steps: int = 400,
+    lr: float = 0.03,
+) -> FitResult:
+    """Minimise eq. 6 (module docstring) from (pose, betas = 0 unless given, transl).
+
+    Args:
+        model: a `body.BodyModel` (forward(pose, betas, transl) -> vertices, keypoints).
+        surface: (B, N, 3) target surface points in the target frame.
+        pose, transl: (B, 72), (B, 3) start (e.g. `rigid_start`).
+        to_frame: camera metres -> target frame, differentiable (module docstring).
+        surface_weights: (B, N) confidences (>= 0; 0 = padding), default ones.
+        joints: (B, J, 3) target joints in the target frame, or None.
+        joint_indices: the model keypoints (canonical indices) matching `joints`.
+        joint_weight: lambda of eq. 6.
+        betas: (B, num_betas) start of the shape, default zeros.
+        steps, lr: Adam iterations and learning rate (radians, shape units, metres).
+    """
+    if surface.dim() != 3 or surface.shape[-1] != 3:
+        raise ValueError(f"surface must be (B, N, 3), got {tuple(surface.shape)}")
+    batch = surface.shape[0]
+    weights = surface.new_ones(surface.shape[:2]) if surface_weights is None else surface_weights
+    if joints is not None and joints.shape[1] != len(joint_indices):
+        raise ValueError(f"{joints.shape[1]} target joints but {len(joint_indices)} joint_indices")
+    num_betas = int(model.smpl.num_betas)
+    shape0 = surface.new_zeros(batch, num_betas) if betas is None else betas
+    params = [p.detach().clone().requires_grad_(True) for p in (pose, shape0, transl)]
+    optimizer = torch.optim.Adam(params, lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=0.05 * lr)
+    energies: list[float] = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        energy = _energy(model, params, surface, weights, to_frame, joints, joint_indices,
+                         joint_weight)  # fmt: skip
+        energy.sum().backward()
+        optimizer.step()
+        schedule.step()
+        energies.append(float(energy.sum().detach()))
+    with torch.no_grad():
+        vertices = model(params[0], params[1], params[2]).vertices
+    return FitResult(params[0].detach(), params[1].detach(), params[2].detach(), vertices, energies)
+
+
+def _energy(
+    model: torch.nn.Module,
+    params: list[Tensor],
+    surface: Tensor,
+    weights: Tensor,
+    to_frame: Frame,
+    joints: Tensor | None,
+    joint_indices: Sequence[int],
+    joint_weight: float,
+) -> Tensor:
+    """(B,) eq. 6 at the current parameters."""
+    posed = model(params[0], params[1], params[2])
+    vertices = to_frame(posed.vertices)
+    valid = weights > 0
+    _, distance_s = nearest_neighbors(surface, vertices)  # target point -> body
+    index_n, distance_n = nearest_neighbors(vertices, surface, valid)  # body vertex -> target
+    to_body = (weights * distance_s.square()).where(valid, torch.zeros_like(distance_s)).sum(1)
+    matched_weight = torch.gather(weights, 1, index_n.clamp_min(0))
+    to_surface = (matched_weight * distance_n.square()).where(index_n >= 0, 0.0).sum(1)
+    energy = to_body + to_surface
+    if joints is not None:
+        model_joints = to_frame(posed.keypoints[:, list(joint_indices)])
+        energy = energy + joint_weight * (model_joints - joints).square().sum(dim=(1, 2))
+    return energy
