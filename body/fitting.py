@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from body.model import BodyModel
 from geometry.meshes import nearest_neighbors
 from geometry.procrustes import similarity_procrustes
 from geometry.rotations import matrix_to_axis_angle
@@ -51,7 +52,7 @@ class FitResult:
 
 
 def rigid_start(
-    model: torch.nn.Module,
+    model: BodyModel,
     joints: Tensor,
     joint_indices: Sequence[int],
     valid: Tensor | None = None,
@@ -74,7 +75,7 @@ def rigid_start(
 
 
 def fit_body(
-    model: torch.nn.Module,
+    model: BodyModel,
     surface: Tensor,
     pose: Tensor,
     transl: Tensor,
@@ -127,7 +128,7 @@ def fit_body(
 
 
 def _energy(
-    model: torch.nn.Module,
+    model: BodyModel,
     params: list[Tensor],
     surface: Tensor,
     weights: Tensor,
