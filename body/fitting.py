@@ -19,7 +19,7 @@ The paper minimises E with Powell's dogleg in chumpy; here it is PyTorch's Adam 
 unmaintained and not installable on current Python), for `steps` iterations from the given
 start, the learning rate annealed (cosine) to 5 % of `lr` so the last steps settle (on the
 mannequin voxelized at 128^3 the defaults reach 0.48 voxel of mean vertex error from 7, about
-10 s per sample on one CPU core). `rigid_start` gives BodyNet's start: zero shape and body
+9 s per sample on two CPU cores). `rigid_start` gives BodyNet's start: zero shape and body
 pose, the global orientation and translation that align the model's rest joints with the
 target joints (Kabsch).
 """
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from body.model import BodyModel
-from geometry.meshes import nearest_neighbors
+from geometry.meshes import NearestIndex, nearest_neighbors
 from geometry.procrustes import similarity_procrustes
 from geometry.rotations import matrix_to_axis_angle
 
@@ -111,12 +111,13 @@ def fit_body(
     num_betas = int(model.smpl.num_betas)
     shape0 = surface.new_zeros(batch, num_betas) if betas is None else betas
     params = [p.detach().clone().requires_grad_(True) for p in (pose, shape0, transl)]
+    surface_index = NearestIndex(surface, weights > 0)  # the target is fixed: built once
     optimizer = torch.optim.Adam(params, lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps, eta_min=0.05 * lr)
     energies: list[float] = []
     for _ in range(steps):
         optimizer.zero_grad()
-        energy = _energy(model, params, surface, weights, to_frame, joints, joint_indices,
+        energy = _energy(model, params, surface_index, weights, to_frame, joints, joint_indices,
                          joint_weight)  # fmt: skip
         energy.sum().backward()
         optimizer.step()
@@ -130,7 +131,7 @@ def fit_body(
 def _energy(
     model: BodyModel,
     params: list[Tensor],
-    surface: Tensor,
+    surface: NearestIndex,
     weights: Tensor,
     to_frame: Frame,
     joints: Tensor | None,
@@ -141,8 +142,8 @@ def _energy(
     posed = model(params[0], params[1], params[2])
     vertices = to_frame(posed.vertices)
     valid = weights > 0
-    _, distance_s = nearest_neighbors(surface, vertices)  # target point -> body
-    index_n, distance_n = nearest_neighbors(vertices, surface, valid)  # body vertex -> target
+    _, distance_s = nearest_neighbors(surface.points, vertices)  # target point -> body
+    index_n, distance_n = surface.query(vertices)  # body vertex -> target
     to_body = (weights * distance_s.square()).where(valid, torch.zeros_like(distance_s)).sum(1)
     matched_weight = torch.gather(weights, 1, index_n.clamp_min(0))
     to_surface = (matched_weight * distance_n.square()).where(index_n >= 0, 0.0).sum(1)

@@ -261,10 +261,11 @@ def resume_checkpoint(resume: str, experiment_dir: Path, run_dir: Path) -> Path 
     return found
 
 
-def check_loadable(path: Path) -> dict[str, Any]:
-    """The checkpoint at `path`, read with `weights_only=True`; ValueError naming the file."""
+def check_loadable(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The checkpoint at `path`, read with `weights_only=True`; ValueError naming the file.
+    `mmap` maps the tensors instead of reading them (for callers that only need metadata)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises many kinds for a truncated or foreign file
         raise ValueError(
             f"cannot load checkpoint {path}: {type(error).__name__}: {error}"

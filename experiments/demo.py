@@ -23,13 +23,14 @@ that the pipeline learns, not how PARE does on 3DPW.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from omegaconf import DictConfig
 
@@ -69,15 +70,9 @@ def datasets_read(cfg: DictConfig, benchmark_dataset: str) -> list[str]:
 
 def missing_datasets(data_root: Path, wanted: Sequence[str], body_model_sha256: str) -> list[str]:
     """The `wanted` datasets SYNTHETIC.json does not list for this body model."""
-    from datamodules.base import SYNTHETIC_FILE
+    from datamodules.base import read_synthetic_info
 
-    path = data_root / SYNTHETIC_FILE
-    if not path.is_file():
-        return list(wanted)
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from error
+    info = read_synthetic_info(data_root) or {}
     if info.get("body_model", {}).get("sha256") != body_model_sha256:
         return list(wanted)
     present = info.get("datasets", {})
@@ -105,7 +100,7 @@ def run_demo(
     paths = resolve(cfg, allow_missing=True)
     root, model_root = Path(paths.data_root), Path(paths.body_model.root)
 
-    clock = _Clock(out, seconds)
+    clock = partial(_step, out, seconds)
     with clock("1/5 body model"):
         model_dir = ensure_body_model(model_root, paths.body_model.name)
         _say(out, f"body model: {model_dir}")
@@ -159,22 +154,10 @@ def _say(out: TextIO, text: str) -> None:
     print(text, file=out, flush=True)
 
 
-class _Clock:
-    """`with clock(name):` prints the step's name, then its duration into `seconds`."""
-
-    def __init__(self, out: TextIO, seconds: dict[str, float]) -> None:
-        self.out, self.seconds = out, seconds
-        self.name = ""
-        self.start = 0.0
-
-    def __call__(self, name: str) -> _Clock:
-        self.name = name
-        return self
-
-    def __enter__(self) -> None:
-        _say(self.out, f"== demo {self.name}")
-        self.start = time.perf_counter()
-
-    def __exit__(self, kind: Any, *_: Any) -> None:
-        if kind is None:
-            self.seconds[self.name.split(" ", 1)[1]] = time.perf_counter() - self.start
+@contextmanager
+def _step(out: TextIO, seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Print the step's name; record its duration under the name without its number."""
+    _say(out, f"== demo {name}")
+    start = time.perf_counter()
+    yield
+    seconds[name.split(" ", 1)[1]] = time.perf_counter() - start

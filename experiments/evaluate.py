@@ -199,11 +199,12 @@ def load_for_evaluation(
 # ----------------------------------------------------------------------------- checkpoint
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A runner checkpoint (`state_dict` and `run_info`), read with `weights_only=True`."""
+def load_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """A runner checkpoint (`state_dict` and `run_info`), read with `weights_only=True`
+    (tensors memory-mapped with `mmap`)."""
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = check_loadable(path)
+    checkpoint = check_loadable(path, mmap)
     info = checkpoint.get(CHECKPOINT_KEY)
     if not isinstance(info, dict) or not isinstance(info.get("config"), dict):
         raise ValueError(

@@ -51,12 +51,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import torch
 import yaml
 
 from datamodules.base import body_model_sha256
 from experiments.benchmarks import BENCHMARKS, get_benchmark
-from experiments.checkpointing import run_checkpoint
+from experiments.checkpointing import check_loadable, run_checkpoint
 from experiments.config import ConfigError, load_base, resolve
 from experiments.run_info import CHECKPOINT_KEY, git_state
 
@@ -248,9 +247,9 @@ def best_checkpoint(run: Path, monitor: str) -> tuple[Path | None, str]:
 def _model_checkpoint_state(path: Path, monitor: str) -> dict[str, Any] | None:
     """The state of the ModelCheckpoint on `monitor` kept in checkpoint `path`, or None."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # a truncated or foreign file: skipped, said so
-        log.warning("skipping %s, which does not load: %s", path, error)
+        checkpoint = check_loadable(path, mmap=True)
+    except ValueError as error:  # a truncated or foreign file: skipped, said so
+        log.warning("skipping %s: %s", path, error)
         return None
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if str(key).startswith("ModelCheckpoint") and state.get("monitor") == monitor:
@@ -352,14 +351,13 @@ def same_code(stored: Mapping[str, Any] | None, current: Mapping[str, Any]) -> b
 
 def results_for(ctx: Context, checkpoint: Path, benchmark: str) -> dict[str, Any]:
     """The results of `checkpoint` on `benchmark`: reused from disk when valid, else evaluated."""
-    from experiments.evaluate import data_tag, file_sha256, results_dir
+    from experiments.evaluate import data_tag, file_sha256, load_checkpoint, results_dir
 
     key = (str(checkpoint.resolve()), benchmark)
     if key in ctx.cache:
         return ctx.cache[key]
     sha = file_sha256(checkpoint)
-    info = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-    config = info[CHECKPOINT_KEY]["config"]
+    config = load_checkpoint(checkpoint, mmap=True)[CHECKPOINT_KEY]["config"]
     tag = data_tag(ctx.data_root)
     path = results_dir(ctx.results_root, config["exp_name"], sha, tag) / f"{benchmark}.json"
     stored = _reusable(path, ctx, config["body_model"]["name"])

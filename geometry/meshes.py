@@ -122,12 +122,7 @@ def nearest_neighbors(
     The search runs without gradient on float64 CPU copies; only the distances of the matched
     pairs are computed on the device, so memory stays O(N + M).
     """
-    _check_point_sets(points_a, points_b)
-    indices = _nearest_indices(points_a, points_b, valid_b)
-    matched = _gather_points(points_b, indices.clamp_min(0))
-    distances = torch.linalg.vector_norm(points_a - matched, dim=-1)
-    distances = distances.masked_fill(indices < 0, float("inf"))
-    return indices, distances
+    return NearestIndex(points_b, valid_b).query(points_a)
 
 
 def chamfer_distance(
@@ -188,19 +183,49 @@ def _directed_term(
 
 def _nearest_indices(points_a: Tensor, points_b: Tensor, valid_b: Tensor | None) -> Tensor:
     """(B, N) int64 index of the nearest valid b for every a (-1 if none), on a's device."""
-    queries = _to_numpy(points_a)
-    candidates = _to_numpy(points_b)
-    valid = (
-        np.ones(candidates.shape[:2], dtype=bool) if valid_b is None else _to_numpy(valid_b, bool)
-    )
-    indices = np.full(queries.shape[:2], -1, dtype=np.int64)
-    for element in range(queries.shape[0]):
-        kept = np.flatnonzero(valid[element])
-        if kept.size == 0:
-            continue
-        _, nearest = cKDTree(candidates[element, kept]).query(queries[element], k=1)
-        indices[element] = kept[nearest]
-    return torch.from_numpy(indices).to(points_a.device)
+    return NearestIndex(points_b, valid_b).indices(points_a)
+
+
+class NearestIndex:
+    """k-d trees (scipy's cKDTree) over fixed batched point sets, built once and queried many
+    times (an iterative fit to a fixed target surface); `nearest_neighbors` builds one per call.
+
+    Args:
+        points: (B, M, 3) candidate points, any device; only their values at construction count.
+        valid: optional (B, M) bool; points where it is False are never chosen.
+    """
+
+    def __init__(self, points: Tensor, valid: Tensor | None = None) -> None:
+        self.points = points
+        candidates = _to_numpy(points)
+        mask = (
+            np.ones(candidates.shape[:2], dtype=bool) if valid is None else _to_numpy(valid, bool)
+        )
+        self.kept = [np.flatnonzero(mask[element]) for element in range(candidates.shape[0])]
+        self.trees = [
+            cKDTree(candidates[element, kept]) if kept.size else None
+            for element, kept in enumerate(self.kept)
+        ]
+
+    def indices(self, queries: Tensor) -> Tensor:
+        """(B, N) int64 index of the nearest valid point for every query (-1 if none)."""
+        points = _to_numpy(queries)
+        if points.shape[0] != len(self.trees):
+            raise ValueError(f"{points.shape[0]} query sets for an index of {len(self.trees)}")
+        indices = np.full(points.shape[:2], -1, dtype=np.int64)
+        for element, tree in enumerate(self.trees):
+            if tree is not None:
+                _, nearest = tree.query(points[element], k=1)
+                indices[element] = self.kept[element][nearest]
+        return torch.from_numpy(indices).to(queries.device)
+
+    def query(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+        """As `nearest_neighbors(queries, points, valid)`: (indices, distances)."""
+        _check_point_sets(queries, self.points)
+        indices = self.indices(queries)
+        matched = _gather_points(self.points, indices.clamp_min(0))
+        distances = torch.linalg.vector_norm(queries - matched, dim=-1)
+        return indices, distances.masked_fill(indices < 0, float("inf"))
 
 
 def _gather_points(points: Tensor, indices: Tensor) -> Tensor:

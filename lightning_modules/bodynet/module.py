@@ -43,7 +43,7 @@ from typing import Any, cast
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from body.joint_sets import CANONICAL_NAMES, canonical_indices, root_index
 from lightning_modules.bodynet import losses
@@ -55,6 +55,7 @@ from lightning_modules.bodynet.targets import (
     decode_heatmaps3d,
 )
 from lightning_modules.common.prediction import Prediction
+from metrics.joints import mpjpe_per_sample
 from metrics.volumes import VoxelIoU
 
 SUBNETWORKS = ("pose2d", "segm", "pose3d", "shape")
@@ -63,6 +64,13 @@ PART_LOSSES = ("pose2d", "segm", "pose3d", "parts", "parts_reproj_front", "parts
 JOINTS = canonical_indices(JOINT_SET)
 ROOT = root_index(JOINT_SET)
 CHECKPOINT_PREFIX = "network."
+
+
+def _has_values(metric: Metric) -> bool:
+    """Whether a validation metric saw a scorable sample this epoch."""
+    if isinstance(metric, VoxelIoU):
+        return bool(metric.num_samples > 0)  # samples whose union is empty have no IoU
+    return bool(metric.update_count)
 
 
 def volume_to_camera(xy: Tensor, depth: Tensor, K: Tensor, root_depth: Tensor) -> Tensor:
@@ -128,7 +136,7 @@ class BodyNetModule(pl.LightningModule):
         for name in SUBNETWORKS:
             for parameter in self.subnetwork_parameters(name):
                 parameter.requires_grad_(name in self.trainable)
-        self.val_metrics = nn.ModuleDict()  # "<split index>" -> [VoxelIoU, 3D pose mean]
+        self.val_metrics = nn.ModuleDict()  # "<split index>" -> {logged name: metric}
         self.train()  # frozen subnetworks in eval mode from the start (Lightning keeps modes)
 
     # ---------------------------------------------------------------------------------------
@@ -267,49 +275,37 @@ class BodyNetModule(pl.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self(batch["image"])
-        key = str(dataloader_idx)
-        if key not in self.val_metrics:
-            metrics = [VoxelIoU(), MeanMetric(), VoxelIoU()]
-            self.val_metrics[key] = nn.ModuleList(metrics).to(self.device)
-        voxel_iou, pose3d = self._val_pair(key)
+        metrics = self._split_metrics(str(dataloader_idx))
         keep = batch["has_bodynet_voxels"]
         if keep.any():
-            voxel_iou.update(self.occupancy(output)[keep], batch["bodynet_voxels"][keep])
+            voxels = batch["bodynet_voxels"][keep]
+            metrics["voxel_iou_pct"].update(self.occupancy(output)[keep], voxels)
             if self.baseline.fitted:
-                baseline = cast(VoxelIoU, cast(nn.ModuleList, self.val_metrics[key])[2])
-                constant = self.baseline(int(keep.sum()))
-                baseline.update(constant, batch["bodynet_voxels"][keep])
+                metrics["baseline/voxel_iou_pct"].update(self.baseline(len(voxels)), voxels)
         truth = batch["keypoints3d"][:, JOINTS]
         usable = batch["has_keypoints3d"] & (truth[:, ROOT, 3] > 0)
         if usable.any():
-            root_depth = truth[:, ROOT, 2]
-            joints = self.joints3d(output, batch["K"], root_depth)
-            predicted = joints - joints[:, ROOT : ROOT + 1]
-            target = truth[..., :3] - truth[:, ROOT : ROOT + 1, :3]
-            visible = truth[..., 3] > 0
-            error = (predicted - target).norm(dim=-1)  # (B, J)
-            per_sample = (error * visible).sum(dim=1) / visible.sum(dim=1).clamp_min(1)
-            pose3d.update(1000.0 * per_sample[usable])
+            joints = self.joints3d(output, batch["K"], truth[:, ROOT, 2])
+            errors, valid = mpjpe_per_sample(joints, truth[..., :3], truth[..., 3] > 0, ROOT)
+            metrics["pose3d_mm"].update(1000.0 * errors[usable & valid])
+
+    def _split_metrics(self, key: str) -> dict[str, Metric]:
+        """The validation metrics of split `key`, by logged name (created on first use)."""
+        if key not in self.val_metrics:
+            metrics = {"voxel_iou_pct": VoxelIoU(), "baseline/voxel_iou_pct": VoxelIoU(),
+                       "pose3d_mm": MeanMetric()}  # fmt: skip
+            self.val_metrics[key] = nn.ModuleDict(metrics).to(self.device)
+        split = cast(nn.ModuleDict, self.val_metrics[key])
+        return {name: cast(Metric, metric) for name, metric in split.items()}
 
     def on_validation_epoch_end(self) -> None:
         names = self._val_split_names()
         for key in self.val_metrics:
             split = names[int(key)] if int(key) < len(names) else key
-            metrics = cast(nn.ModuleList, self.val_metrics[key])
-            voxel_iou, pose3d = self._val_pair(key)
-            baseline = cast(VoxelIoU, metrics[2])
-            if voxel_iou.num_samples > 0:
-                self.log(f"val/{split}/voxel_iou_pct", voxel_iou.compute())
-            if baseline.num_samples > 0:
-                self.log(f"val/{split}/baseline/voxel_iou_pct", baseline.compute())
-            if pose3d.update_count:
-                self.log(f"val/{split}/pose3d_mm", pose3d.compute())
-            for metric in metrics:
-                cast(VoxelIoU, metric).reset()
-
-    def _val_pair(self, key: str) -> tuple[VoxelIoU, MeanMetric]:
-        pair = cast(nn.ModuleList, self.val_metrics[key])
-        return cast(VoxelIoU, pair[0]), cast(MeanMetric, pair[1])
+            for name, metric in self._split_metrics(key).items():
+                if _has_values(metric):
+                    self.log(f"val/{split}/{name}", metric.compute())
+                metric.reset()
 
     def _val_split_names(self) -> list[str]:
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer else None

@@ -37,6 +37,11 @@ from torch.nn import functional as F
 
 from body.joint_sets import canonical_indices, root_index
 from body.part_groups import group_parts, lookup_table
+from lightning_modules.common.heatmaps import (
+    gaussian_heatmaps,
+    heatmap_coordinates,
+    heatmap_to_pixels,
+)
 
 JOINT_SET = "bodynet_16"
 DEPTH_BINS = 19
@@ -111,12 +116,9 @@ class BodyNetTargets:
         pixels = projected[:, :2] / projected[:, 2:].clamp_min(1e-6)
         bins = (joints[:, 2] - joints[self.root, 2]) / self.depth_bin_size
         bins = bins + 0.5 * (self.depth_bins - 1)
-        grid = heatmap_coordinates(pixels, side, size)
         weight = (joints[:, 3] > 0).float()
-        volume = (
-            gaussian_volume(grid, bins, size, self.depth_bins, self.sigma)
-            * weight[:, None, None, None]
-        )
+        volume = gaussian_volume(pixels, bins, side, size, self.depth_bins, self.sigma)
+        volume = volume * weight[:, None, None, None]
         return volume, weight
 
     def voxel_targets(self, sample: dict) -> dict[str, Tensor]:
@@ -153,31 +155,24 @@ class BodyNetTargets:
         return targets
 
 
-def heatmap_coordinates(pixels: Tensor, side: int, size: int) -> Tensor:
-    """Crop pixel coordinates (integers at pixel centres) -> heatmap pixel coordinates."""
-    return (pixels + 0.5) * (size / side) - 0.5
-
-
 def heatmaps2d(keypoints2d: Tensor, side: int, size: int, sigma: float) -> tuple[Tensor, Tensor]:
     """(J, size, size) Gaussians and (J,) weights of crop keypoints (J, 3) (x, y, confidence);
     a joint that is unlabelled or outside the crop has a zero map and weight 0."""
-    xy = heatmap_coordinates(keypoints2d[:, :2], side, size)
+    xy = heatmap_coordinates(keypoints2d[:, :2], side, (size, size))
     inside = (xy >= -0.5).all(dim=1) & (xy <= size - 0.5).all(dim=1)
     weight = ((keypoints2d[:, 2] > 0) & inside).float()
-    axis = torch.arange(size, dtype=torch.float32)
-    gx = torch.exp(-((axis[None] - xy[:, :1]) ** 2) / (2 * sigma**2))  # (J, w)
-    gy = torch.exp(-((axis[None] - xy[:, 1:]) ** 2) / (2 * sigma**2))  # (J, h)
-    return gy[:, :, None] * gx[:, None, :] * weight[:, None, None], weight
+    maps = gaussian_heatmaps(keypoints2d[None], side, (size, size), sigma)[0]
+    return maps * weight[:, None, None], weight
 
 
-def gaussian_volume(xy: Tensor, bins: Tensor, size: int, depth_bins: int, sigma: float) -> Tensor:
-    """(J, depth_bins, size, size) 3D Gaussians at heatmap coordinates `xy` (J, 2), depth `bins`."""
-    axis = torch.arange(size, dtype=torch.float32)
-    depth = torch.arange(depth_bins, dtype=torch.float32)
-    gx = torch.exp(-((axis[None] - xy[:, :1]) ** 2) / (2 * sigma**2))
-    gy = torch.exp(-((axis[None] - xy[:, 1:]) ** 2) / (2 * sigma**2))
-    gz = torch.exp(-((depth[None] - bins[:, None]) ** 2) / (2 * sigma**2))
-    return gz[:, :, None, None] * gy[:, None, :, None] * gx[:, None, None, :]
+def gaussian_volume(
+    pixels: Tensor, bins: Tensor, side: int, size: int, depth_bins: int, sigma: float
+) -> Tensor:
+    """(J, depth_bins, size, size) 3D Gaussians at crop pixels (J, 2) and depth `bins` (J,)."""
+    depth = torch.arange(depth_bins, dtype=pixels.dtype)
+    gz = torch.exp(-((depth[None] - bins[:, None]) ** 2) / (2 * sigma**2))  # (J, bins)
+    maps = gaussian_heatmaps(pixels[None], side, (size, size), sigma)[0]  # (J, h, w)
+    return gz[:, :, None, None] * maps[:, None]
 
 
 def segmentation_target(sample: dict, size: int) -> Tensor:
@@ -203,18 +198,16 @@ def silhouette_target(mask: Tensor, resolution: int) -> Tensor:
 
 def _nearest(labels: Tensor, size: int) -> Tensor:
     """Labels (S, S) sampled at the centres of a size x size grid over the same crop."""
-    side = labels.shape[-1]
-    centres = ((torch.arange(size) + 0.5) * side / size - 0.5).round().long().clamp(0, side - 1)
-    return labels[centres][:, centres].long()
+    resized = F.interpolate(labels[None, None].double(), size=(size, size), mode="nearest-exact")
+    return resized[0, 0].round().long()
 
 
 def decode_heatmaps2d(heatmaps: Tensor, side: int) -> Tensor:
     """(B, J, h, w) -> (B, J, 2) crop pixel coordinates of each map's maximum (paper 3.3)."""
-    width = heatmaps.shape[-1]
+    height, width = heatmaps.shape[-2:]
     flat = heatmaps.flatten(2).argmax(dim=2)
-    y, x = (flat // width).float(), (flat % width).float()
-    xy = torch.stack((x, y), dim=-1)
-    return (xy + 0.5) * (side / width) - 0.5
+    xy = torch.stack(((flat % width).float(), (flat // width).float()), dim=-1)
+    return heatmap_to_pixels(xy, side, (height, width))
 
 
 def decode_heatmaps3d(
@@ -226,5 +219,5 @@ def decode_heatmaps3d(
     flat = volumes.flatten(2).argmax(dim=2)
     z, rest = flat // (height * width), flat % (height * width)
     y, x = (rest // width).float(), (rest % width).float()
-    xy = (torch.stack((x, y), dim=-1) + 0.5) * (side / width) - 0.5
+    xy = heatmap_to_pixels(torch.stack((x, y), dim=-1), side, (height, width))
     return xy, (z.float() - 0.5 * (bins - 1)) * depth_bin_size

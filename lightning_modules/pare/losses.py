@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_modules.common.heatmaps import gaussian_heatmaps
+
 NUM_PARTS = 24
 
 
@@ -93,20 +95,6 @@ def part_segmentation_loss(part_logits: Tensor, part_segm: Tensor, has_part_segm
     keep = has_part_segm.bool()
     targets = part_targets(part_segm[keep], (part_logits.shape[-2], part_logits.shape[-1]))
     return F.cross_entropy(part_logits[keep], targets)
-
-
-def gaussian_heatmaps(
-    keypoints2d: Tensor, crop_size: int, size: tuple[int, int], sigma: float
-) -> Tensor:
-    """(B, J, 3) crop pixels -> (B, J, h, w) Gaussians of `sigma` feature pixels at each joint."""
-    height, width = size
-    scale = torch.tensor([width / crop_size, height / crop_size], device=keypoints2d.device)
-    centres = (keypoints2d[..., :2] + 0.5) * scale - 0.5  # feature pixels, centres on integers
-    ys = torch.arange(height, device=keypoints2d.device, dtype=keypoints2d.dtype)
-    xs = torch.arange(width, device=keypoints2d.device, dtype=keypoints2d.dtype)
-    dx = (xs[None, None, None, :] - centres[..., 0, None, None]).square()
-    dy = (ys[None, None, :, None] - centres[..., 1, None, None]).square()
-    return torch.exp(-(dx + dy) / (2 * sigma**2))
 
 
 def joint_heatmap_loss(

@@ -110,8 +110,8 @@ def _fake_run(root: Path, name: str, monitor: str | None, best: str | None) -> P
             "monitor": monitor,
             "best_model_path": elsewhere,
         }
-        torch.save({"weights": torch.zeros(1)}, folder / str(best))
-    torch.save({"callbacks": callbacks}, folder / "last.ckpt")
+        torch.save({"state_dict": {"w": torch.zeros(1)}}, folder / str(best))
+    torch.save({"state_dict": {}, "callbacks": callbacks}, folder / "last.ckpt")
     return folder.parent
 
 
@@ -461,3 +461,22 @@ def test_the_demo_writes_only_the_missing_datasets(tmp_path: Path) -> None:
     (tmp_path / "SYNTHETIC.json").write_text("{")
     with pytest.raises(ValueError, match=r"SYNTHETIC\.json"):
         missing_datasets(tmp_path, wanted, "a" * 64)
+
+
+def test_a_truncated_checkpoint_is_an_error_row_naming_it(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1000)}}, broken)
+    broken.write_bytes(broken.read_bytes()[:200])
+    raw = json.loads(json.dumps(GOOD))
+    raw["rows"] = [{"label": "r", "experiment": "pare_tiny", "checkpoint": str(broken)}]
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw))
+
+    def never(*args, **kwargs):
+        raise AssertionError("a checkpoint that does not load is never evaluated")
+
+    ctx = tables.build_context([f"output_root={tmp_path}"], tmp_path, tmp_path, evaluate=never)
+    built = tables.build_table(tables.load_table(path), ctx)
+    assert built.rows[0].status == tables.ERROR
+    (line,) = ctx.counts.errors
+    assert str(broken) in line

@@ -11,6 +11,7 @@ import torch
 import trimesh
 
 from geometry.meshes import (
+    NearestIndex,
     chamfer_distance,
     concatenate_meshes,
     grid_to_mesh,
@@ -278,3 +279,21 @@ def test_concatenate_meshes_offsets_faces() -> None:
     assert merged_vertices.shape == (2 * count, 3)
     assert torch.equal(merged_faces[len(faces) :], faces + count)
     assert torch.equal(mesh_index, torch.arange(2).repeat_interleave(count))
+
+
+def test_a_nearest_index_built_once_answers_like_nearest_neighbors() -> None:
+    generator = torch.Generator().manual_seed(3)
+    targets = torch.rand(2, 300, 3, generator=generator, dtype=torch.float64)
+    valid = torch.rand(2, 300, generator=generator) > 0.3
+    valid[1] = False  # an element with no valid point
+    index = NearestIndex(targets, valid)
+    for _ in range(2):  # the same trees serve every query
+        queries = torch.rand(2, 50, 3, generator=generator, dtype=torch.float64)
+        got = index.query(queries)
+        expected = nearest_neighbors(queries, targets, valid)
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+        squared = ((queries[0, :, None] - targets[0, None]) ** 2).sum(-1)
+        brute = squared.masked_fill(~valid[0][None], float("inf")).argmin(dim=1)
+        assert torch.equal(got[0][0], brute) and (got[0][1] == -1).all()
+    with pytest.raises(ValueError, match="query sets"):
+        index.indices(torch.zeros(3, 5, 3))

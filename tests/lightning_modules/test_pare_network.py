@@ -13,6 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from geometry.rotations import axis_angle_to_matrix, rotation_6d_to_matrix
 from lightning_modules.common.backbones import ResNetBackbone
+from lightning_modules.common.heatmaps import gaussian_heatmaps
 from lightning_modules.common.smpl_regressor import (
     IterativeRegressor,
     load_mean_params,
@@ -192,7 +193,7 @@ def test_losses_skip_what_is_absent_and_vanish_at_the_truth():
 
 def test_joint_heatmaps_peak_at_the_joints():
     keypoints2d = torch.tensor([[[10.0, 20.0, 1.0], [40.0, 5.0, 0.0]]])
-    heatmaps = losses.gaussian_heatmaps(keypoints2d, 64, (16, 16), sigma=1.0)
+    heatmaps = gaussian_heatmaps(keypoints2d, 64, (16, 16), sigma=1.0)
     peak = torch.nonzero(heatmaps[0, 0] == heatmaps[0, 0].max())[0].tolist()
     assert peak == [round((20 + 0.5) / 4 - 0.5), round((10 + 0.5) / 4 - 0.5)]
     assert losses.joint_heatmap_loss(heatmaps, keypoints2d, 64, sigma=1.0) < 1e-12
