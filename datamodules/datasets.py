@@ -84,14 +84,16 @@ class CropDataset(Dataset):
         return with_skips(self, index, lambda i: self._sample(self.items[i], seed))
 
     def smpl_annotation(self, index: int) -> dict:
-        """{pose (72,), betas (10,), has_smpl} of sample `index` as annotated (no pixels read,
-        no augmentation): for training statistics such as the mean-body baseline."""
+        """{pose (72,), betas (10,), gender, has_smpl} of sample `index` as annotated (no
+        pixels read, no augmentation): for training statistics such as the mean-body baseline
+        and for selecting evaluation subsets by shape."""
         record_index, person_index = self.items[index]
         person = self.reader.record(record_index, load_image=False).people[person_index]
         has_smpl = bool(person.flags.get("has_smpl")) and person.pose is not None
         return {
             "pose": person.pose if has_smpl else np.zeros(72),
             "betas": person.betas if has_smpl else np.zeros(10),
+            "gender": int(person.gender),
             "has_smpl": has_smpl,
         }
 

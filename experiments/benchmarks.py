@@ -22,6 +22,27 @@ Protocols:
   neighbour to the crop size against the crop sample's `part_segm` (S x S), 25 classes. Samples
   without part labels (`has_part_segm` False) are skipped.
 
+- `bodynet_volume` (BodyNet, SURREAL, the middle frame of each validation clip; paper tables
+  1, A.1, A.3): `voxel_iou_pct` (`metrics.VoxelIoU`, the predicted `occupancy` at 0.5 against
+  the experiment's `bodynet_voxels` target at the network's resolution); `mpjpe_mm` on the
+  `bodynet_16` joints, root-relative, with the root's depth known (appendix C.1: the
+  prediction is placed at the true root depth); `pckh_bodynet_pct`, PCKh@0.5 with BodyNet's
+  SURREAL normaliser (crop side / 10, i.e. heatmap side / 10 in heatmap pixels, counted with
+  `<=`; metrics.md) on the 2D heatmaps' argmax against the visible `bodynet_16` keypoints;
+  `part_segm/...` (`bodynet_15` classes at the heatmap resolution against `bodynet_segm`,
+  mean IoU over the 14 foreground parts as in appendix C.1). Each metric is updated only by
+  the samples that have its ground truth.
+- `bodynet_parts` (paper table 4): `part_voxel_iou/...`, the argmax of the `part_occupancy`
+  class probabilities against `bodynet_part_voxels` (`bodynet_7`), per class over the set,
+  and the merged foreground.
+- `bodynet_surface` (paper tables 1 to 3): `voxel_iou_pct` as above and the SMPL surface error
+  `pve_mm` (PVE `none`, meshes without translation as in `spin_14`: the neutral body fitted to
+  the prediction, `experiments/fitting.py`, against the gendered ground truth). Benchmarks
+  with `fit` set go through that fitting step first; `subset` selects BodyNet's s10 / s20:
+  the `fraction` of the split's samples whose true shape lies farthest from the mean shape
+  (mean vertex distance between the body with its betas and with zero betas, same pose and
+  gender; `shape_extremes`).
+
 What a protocol reads of a method's output is an `Estimate`: one person per crop, with the
 SMPL parameters and the extras the method has; the training-mean baseline is an `Estimate`
 too (pose and betas only) and goes through the same functions.
@@ -30,22 +51,31 @@ too (pose and betas only) and goes through the same functions.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 import metrics
-from body.joint_sets import SMPL_PART_NAMES, evaluation_indices, root_index
+from body.joint_sets import SMPL_PART_NAMES, canonical_indices, evaluation_indices, root_index
+from body.part_groups import class_names
 from datamodules.base import BodyModels
 from experiments.config import ConfigError
+from lightning_modules.bodynet.targets import JOINT_SET as BODYNET_JOINT_SET
+from lightning_modules.bodynet.targets import decode_heatmaps2d
 from lightning_modules.common.prediction import Prediction
 
 H36M_ROOT = root_index("h36m_17")
 H36M_TO_LSP14 = evaluation_indices("h36m_17", "lsp_14")
 PART_CLASS_NAMES = ("background", *SMPL_PART_NAMES)  # label 0 background, k part k - 1
+BODYNET_JOINTS = canonical_indices(BODYNET_JOINT_SET)
+BODYNET_ROOT = root_index(BODYNET_JOINT_SET)
+PCKH_BODYNET_DIVISOR = 10.0  # normaliser = crop side / 10 (BodyNet's SURREAL evaluator)
 
 
 class UnknownBenchmarkError(ConfigError):
@@ -64,6 +94,10 @@ class Benchmark:
         metrics: a factory of fresh metric instances, named as results files store them.
         needs: the prediction fields the protocol reads (`pose`, `betas`, `extras.<name>`).
         description: one line for listings and results.
+        fit: predictions go through the SMPL fitting step before scoring (BodyNet's
+            surface error; experiments/fitting.py).
+        subset: a function (dataset, body models) -> the sample positions scored, or None for
+            every sample of the split.
     """
 
     id: str
@@ -74,6 +108,8 @@ class Benchmark:
     metrics: Callable[[], list[metrics.SuiteMetric]]
     needs: tuple[str, ...]
     description: str
+    fit: bool = False
+    subset: Callable[[Any, BodyModels], list[int]] | None = None
 
 
 def _spin_14_metrics() -> list[metrics.SuiteMetric]:
@@ -82,6 +118,66 @@ def _spin_14_metrics() -> list[metrics.SuiteMetric]:
 
 def _part_metrics() -> list[metrics.SuiteMetric]:
     return [metrics.PartSegmentationScores(len(PART_CLASS_NAMES), class_names=PART_CLASS_NAMES)]
+
+
+def _bodynet_volume_metrics() -> list[metrics.SuiteMetric]:
+    return [
+        metrics.VoxelIoU(),
+        metrics.MPJPE(root_index=BODYNET_ROOT),
+        metrics.PCKh(inclusive=True, name="pckh_bodynet_pct"),
+        metrics.PartSegmentationScores(15, class_names=class_names("bodynet_15")),
+    ]
+
+
+def _bodynet_part_metrics() -> list[metrics.SuiteMetric]:
+    return [metrics.PartVoxelIoU(7, class_names=class_names("bodynet_7"))]
+
+
+def _bodynet_surface_metrics() -> list[metrics.SuiteMetric]:
+    return [metrics.VoxelIoU(), metrics.PVE(align="none")]
+
+
+def shape_extremes(fraction: float) -> Callable[[Any, BodyModels], list[int]]:
+    """BodyNet's s10 / s20 selection (module docstring) as a `Benchmark.subset`."""
+
+    def select(dataset: Any, models: BodyModels) -> list[int]:
+        distances = mean_shape_distances(dataset, models)
+        ranked = sorted(distances, key=lambda index: -distances[index])
+        return sorted(ranked[: math.ceil(fraction * len(ranked))])
+
+    return select
+
+
+def mean_shape_distances(dataset: Any, models: BodyModels) -> dict[int, float]:
+    """{sample position: mean vertex distance (m) between its true body and the same pose with
+    zero betas} over the samples with SMPL, from `dataset.smpl_annotation` (no pixels read)."""
+    annotations = [(i, dataset.smpl_annotation(i)) for i in range(len(dataset))]
+    kept = [(i, a) for i, a in annotations if a["has_smpl"]]
+    if not kept:
+        return {}
+    pose = torch.as_tensor(np.stack([a["pose"] for _, a in kept]))
+    betas = torch.as_tensor(np.stack([a["betas"] for _, a in kept]))
+    gender = torch.tensor([int(a["gender"]) for _, a in kept])
+    true, _ = posed_bodies(models, pose, betas, gender)
+    mean, _ = posed_bodies(models, pose, torch.zeros_like(betas), gender)
+    distances = (true - mean).norm(dim=-1).mean(dim=-1)
+    return {i: float(d) for (i, _), d in zip(kept, distances, strict=True)}
+
+
+def _bodynet_benchmark(suffix: str, fraction: float | None, label: str) -> Benchmark:
+    return Benchmark(
+        id=f"surreal_bodynet_fit{suffix}",
+        dataset="surreal",
+        split="val_bodynet",
+        protocol="bodynet_surface",
+        joint_set=BODYNET_JOINT_SET,
+        metrics=_bodynet_surface_metrics,
+        needs=("keypoints3d", "extras.occupancy", "extras.root_depth"),
+        description=f"SURREAL BodyNet test set{label}: voxel IoU and the SMPL surface error "
+        "(PVE, mm) of the neutral body fitted to the prediction, gendered ground truth",
+        fit=True,
+        subset=None if fraction is None else shape_extremes(fraction),
+    )
 
 
 BENCHMARKS: dict[str, Benchmark] = {
@@ -120,6 +216,32 @@ BENCHMARKS: dict[str, Benchmark] = {
             description="3DPW test: part segmentation (24 parts + background) of the crop, "
             "mean IoU over the parts",
         ),
+        Benchmark(
+            id="surreal_bodynet",
+            dataset="surreal",
+            split="val_bodynet",
+            protocol="bodynet_volume",
+            joint_set=BODYNET_JOINT_SET,
+            metrics=_bodynet_volume_metrics,
+            needs=("keypoints3d", "extras.occupancy", "extras.heatmaps2d", "extras.segm"),
+            description="SURREAL BodyNet test set (middle frame of each validation clip): "
+            "voxel IoU, 3D pose error (bodynet_16, root depth known), PCKh@0.5 (BodyNet's "
+            "normaliser), 14-part segmentation IoU",
+        ),
+        Benchmark(
+            id="surreal_bodynet_parts",
+            dataset="surreal",
+            split="val_bodynet",
+            protocol="bodynet_parts",
+            joint_set=None,
+            metrics=_bodynet_part_metrics,
+            needs=("extras.part_occupancy",),
+            description="SURREAL BodyNet test set: 3D body-part voxel IoU (6 parts + "
+            "background, merged foreground)",
+        ),
+        _bodynet_benchmark("", None, ""),
+        _bodynet_benchmark("_s20", 0.2, ", s20 (the 20 % farthest from the mean shape)"),
+        _bodynet_benchmark("_s10", 0.1, ", s10 (the 10 % farthest from the mean shape)"),
     )
 }
 
@@ -143,17 +265,20 @@ class Estimate:
     """One person per crop, what the protocols read.
 
     pose: (B, 72) axis-angle or (B, 24, 3, 3) rotation matrices, camera-frame orientation;
-    betas: (B, 10); extras: method-specific tensors (B, ...) without the person axis. Fields a
+    betas: (B, 10); keypoints3d: (B, K, 3) canonical joints (methods that predict joints);
+    extras: method-specific tensors (B, ...) without the person axis. Fields a
     source does not have are None or absent.
     """
 
     pose: Tensor | None = None
     betas: Tensor | None = None
     extras: Mapping[str, Tensor] = field(default_factory=dict)
+    keypoints3d: Tensor | None = None  # (B, K, 3) canonical superset, camera frame, metres
 
     def lacks(self, needs: Sequence[str]) -> list[str]:
         """The fields of `needs` this estimate does not have."""
-        have = {name for name in ("pose", "betas") if getattr(self, name) is not None}
+        fields = ("pose", "betas", "keypoints3d")
+        have = {name for name in fields if getattr(self, name) is not None}
         have |= {f"extras.{name}" for name in self.extras}
         return [name for name in needs if name not in have]
 
@@ -169,6 +294,7 @@ def estimate_from_prediction(prediction: Prediction) -> Estimate:
         pose=None if prediction.pose is None else prediction.pose[:, 0],
         betas=None if prediction.betas is None else prediction.betas[:, 0],
         extras={name: value[:, 0] for name, value in prediction.extras.items()},
+        keypoints3d=None if prediction.keypoints3d is None else prediction.keypoints3d[:, 0],
     )
 
 
@@ -273,8 +399,96 @@ def score_part_segm(
         metric.update(labels, target)
 
 
+# ----------------------------------------------------------------------------- BodyNet protocols
+
+
+def _update_voxel_iou(metric: metrics.SuiteMetric, estimate: Estimate, batch: Mapping) -> None:
+    keep = batch["has_bodynet_voxels"].bool()
+    if "occupancy" in estimate.extras and keep.any():
+        metric.update(estimate.extras["occupancy"][keep], batch["bodynet_voxels"][keep].bool())
+
+
+def _update_pose3d(metric: metrics.SuiteMetric, estimate: Estimate, batch: Mapping) -> None:
+    truth = batch["keypoints3d"][:, BODYNET_JOINTS]
+    keep = batch["has_keypoints3d"].bool() & (truth[:, BODYNET_ROOT, 3] > 0)
+    if estimate.keypoints3d is not None and keep.any():
+        pred = estimate.keypoints3d[keep][:, BODYNET_JOINTS]
+        metric.update(pred, truth[keep, :, :3], truth[keep, :, 3] > 0)
+
+
+def _update_pckh(metric: metrics.SuiteMetric, estimate: Estimate, batch: Mapping) -> None:
+    if "heatmaps2d" not in estimate.extras:
+        return
+    side = batch["image"].shape[-1]
+    pred = decode_heatmaps2d(estimate.extras["heatmaps2d"], side)
+    truth = batch["keypoints2d"][:, BODYNET_JOINTS]
+    normaliser = torch.full((len(pred),), side / PCKH_BODYNET_DIVISOR, device=pred.device)
+    metric.update(pred, truth[..., :2], truth[..., 2] > 0, normaliser)
+
+
+def _update_segm(metric: metrics.SuiteMetric, estimate: Estimate, batch: Mapping) -> None:
+    keep = batch["has_part_segm"].bool()
+    if "segm" in estimate.extras and keep.any():
+        metric.update(estimate.extras["segm"][keep], batch["bodynet_segm"][keep])
+
+
+BODYNET_VOLUME_UPDATES = {
+    metrics.VoxelIoU: _update_voxel_iou,
+    metrics.MPJPE: _update_pose3d,
+    metrics.PCKh: _update_pckh,
+    metrics.PartSegmentationScores: _update_segm,
+}
+
+
+def score_bodynet_volume(
+    benchmark_metrics: Sequence[metrics.SuiteMetric],
+    estimate: Estimate,
+    batch: Mapping,
+    models: BodyModels,
+) -> None:
+    """Update BodyNet's volume, pose and segmentation metrics (module docstring); an input the
+    estimate lacks (a baseline's) leaves its metric untouched."""
+    for metric in benchmark_metrics:
+        BODYNET_VOLUME_UPDATES[type(metric)](metric, estimate, batch)
+
+
+def score_bodynet_parts(
+    benchmark_metrics: Sequence[metrics.SuiteMetric],
+    estimate: Estimate,
+    batch: Mapping,
+    models: BodyModels,
+) -> None:
+    """Update the 3D part IoU (module docstring)."""
+    keep = batch["has_bodynet_voxels"].bool()
+    if "part_occupancy" not in estimate.extras or not keep.any():
+        return
+    for metric in benchmark_metrics:
+        metric.update(estimate.extras["part_occupancy"][keep], batch["bodynet_part_voxels"][keep])
+
+
+def score_bodynet_surface(
+    benchmark_metrics: Sequence[metrics.SuiteMetric],
+    estimate: Estimate,
+    batch: Mapping,
+    models: BodyModels,
+) -> None:
+    """Update the voxel IoU and, for a fitted estimate, the surface error (module docstring)."""
+    compared = None if estimate.pose is None else compare_meshes(estimate, batch, models)
+    for metric in benchmark_metrics:
+        if isinstance(metric, metrics.VoxelIoU):
+            _update_voxel_iou(metric, estimate, batch)
+        elif compared is not None:
+            metric.update(compared.pred_vertices, compared.target_vertices)
+
+
 Scorer = Callable[[Sequence[metrics.SuiteMetric], Estimate, Mapping, BodyModels], None]
-SCORERS: dict[str, Scorer] = {"spin_14": score_spin_14, "part_segm": score_part_segm}
+SCORERS: dict[str, Scorer] = {
+    "spin_14": score_spin_14,
+    "part_segm": score_part_segm,
+    "bodynet_volume": score_bodynet_volume,
+    "bodynet_parts": score_bodynet_parts,
+    "bodynet_surface": score_bodynet_surface,
+}
 
 
 def score_batch(
@@ -283,9 +497,12 @@ def score_batch(
     estimate: Estimate,
     batch: Mapping,
     models: BodyModels,
+    partial: bool = False,
 ) -> None:
-    """Update `benchmark_metrics` (from `benchmark.metrics()`) with one batch of crops."""
-    missing = estimate.lacks(benchmark.needs)
+    """Update `benchmark_metrics` (from `benchmark.metrics()`) with one batch of crops. With
+    `partial` (a baseline that predicts only some of the fields) an estimate may lack fields;
+    the metrics that read them stay empty (their results are null)."""
+    missing = [] if partial else estimate.lacks(benchmark.needs)
     if missing:
         raise ValueError(f"benchmark {benchmark.id} needs {missing}, which the estimate lacks")
     SCORERS[benchmark.protocol](benchmark_metrics, estimate, batch, models)

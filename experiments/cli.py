@@ -6,6 +6,8 @@
     python -m experiments summary EXP [--json]           parameters and FLOPs of the model
     python -m experiments eval --ckpt PATH --benchmark ID [--limit N] [--out-root DIR]
         [--device cpu|cuda] [KEY=VALUE ...]              score a checkpoint, write results/
+    python -m experiments fit --ckpt PATH --benchmark ID [--limit N] [--steps N]
+                                                         SMPL fits of BodyNet (cached for eval)
     python -m experiments tables [NAME ...] [--out-root results] [--wandb]
                                                          regenerate the paper tables
     python -m experiments predict --ckpt PATH --benchmark ID [--limit 8] [--out-root DIR]
@@ -19,6 +21,7 @@
     python -m experiments convert-smpl SRC_DIR [--name smpl]
     python -m experiments synth --out DIR --size tiny|ci|small|full [--datasets a,b] [--seed N]
     python -m experiments prepare DATASET [--targets NAME ...] [--voxel-resolution R]
+        [--crop-size S]
     python -m experiments check-data DATASET --data-root DIR [--split S]
     python -m experiments inspect-data DATASET --data-root DIR --split S --index I
         [--json] [--png OUT]
@@ -129,8 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--out-root", default="results", metavar="DIR", help="results folder (default: %(default)s)"
     )
     evaluate.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    evaluate.add_argument(
+        "--fit-steps", type=_positive_int, metavar="N",
+        help="SMPL fitting iterations of fit benchmarks (default: experiments.fitting.FIT_STEPS)",
+    )  # fmt: skip
     _add_common(evaluate)
     evaluate.set_defaults(command=_eval)
+
+    fit = commands.add_parser(
+        "fit", help="fit SMPL to a BodyNet checkpoint's predictions on a benchmark (cached)"
+    )
+    fit.add_argument("--ckpt", required=True, metavar="PATH", help="checkpoint file")
+    fit.add_argument("--benchmark", required=True, metavar="ID", help="a fit benchmark id")
+    fit.add_argument("--limit", type=_positive_int, metavar="N", help="the first N samples only")
+    fit.add_argument("--out-root", default="results", metavar="DIR", help="results folder")
+    fit.add_argument("--steps", type=_positive_int, metavar="N", help="fitting iterations")
+    fit.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    _add_common(fit)
+    fit.set_defaults(command=_fit)
 
     tables = commands.add_parser(
         "tables", help="regenerate paper tables (experiments/tables/); writes results/tables/"
@@ -244,6 +263,9 @@ def _add_data_commands(commands: argparse._SubParsersAction) -> None:
         help="method targets registered for the dataset (e.g. bodynet_voxels)",
     )
     prepare.add_argument("--voxel-resolution", type=int, help="option of voxel targets")
+    prepare.add_argument(
+        "--crop-size", type=int, help="crop side of voxel targets (default: 2 x the resolution)"
+    )
     _add_common(prepare)
     prepare.set_defaults(command=_prepare)
 
@@ -314,6 +336,15 @@ def _summary(args: argparse.Namespace) -> None:
     print_summary(resolve(load_experiment(args.exp, args.overrides, args.data_root)), args.json)
 
 
+def _fit(args: argparse.Namespace) -> None:
+    from experiments.fitting import FIT_STEPS, fit
+
+    path, fitter = fit(args.ckpt, args.benchmark, args.overrides, args.data_root, args.limit,
+                       args.out_root, args.steps or FIT_STEPS, args.device)  # fmt: skip
+    rate = fitter.seconds / max(fitter.fitted, 1)
+    print(f"{path}: fitted {fitter.fitted} samples ({rate:.1f} s each), reused {fitter.reused}")
+
+
 def _eval(args: argparse.Namespace) -> None:
     from experiments.evaluate import evaluate, metrics_table  # imports Lightning and torch
 
@@ -325,6 +356,7 @@ def _eval(args: argparse.Namespace) -> None:
         limit=args.limit,
         out_root=args.out_root,
         device=args.device,
+        fit_steps=args.fit_steps,
     )
     if int(os.environ.get("RANK", "0")) == 0:  # one report from a torchrun launch
         print(path)
@@ -433,6 +465,8 @@ def _prepare(args: argparse.Namespace) -> None:
 
     cfg = resolve(load_base(args.overrides, args.data_root), allow_missing=True)
     options = {"voxel_resolution": args.voxel_resolution} if args.voxel_resolution else {}
+    if args.crop_size:
+        options["crop_size"] = args.crop_size
     data_commands.prepare(args.dataset, args.targets, options, cfg)
 
 

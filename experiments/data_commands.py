@@ -3,7 +3,9 @@
 - `synth --out DIR --size tiny|ci|small|full [--datasets a,b] [--seed N] [--count ID.NAME=N]`
   writes the synthetic world (`datamodules.synthetic.world`).
 - `prepare <dataset> [--targets NAME ...] [--voxel-resolution R]` runs the dataset's registered
-  method-agnostic steps (or the named method targets) into `cache_root`.
+  method-agnostic steps (or the named method targets) into `cache_root`. Method targets
+  register from the method's module, which `TARGET_MODULES` names (datamodules never import a
+  method, so this layer imports it).
 - `check-data <dataset> --data-root DIR [--split S]` reads every annotation of the requested
   splits (all present splits by default), prints the sample count per split and one
   `path: problem` line per problem; the exit status is 1 when anything is wrong. It reads with
@@ -15,6 +17,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -26,6 +29,9 @@ from body import joint_sets
 from datamodules.base import BodyModels, DatasetReader, ReaderOptions, reader_class
 from datamodules.io import DataError, MissingDataError
 from datamodules.records import GENDER_NAMES, SceneRecord, native_keypoints
+
+# Method target name -> the module whose import registers it (`datamodules.cache.register_target`).
+TARGET_MODULES = {"bodynet_voxels": "lightning_modules.bodynet.targets"}
 
 
 def reader_options(cfg: DictConfig, allow_mannequin: bool | None = None) -> ReaderOptions:
@@ -59,6 +65,9 @@ def prepare(dataset_id: str, targets: list[str], options: dict, cfg: DictConfig)
     from datamodules.cache import PrepareContext, steps_for, target_for
 
     reader_class(dataset_id)  # registers the dataset's steps
+    if targets:  # every method target module, so an unknown name lists them all
+        for module in sorted(set(TARGET_MODULES.values())):
+            importlib.import_module(module)
     context = PrepareContext(
         data_root=Path(cfg.data_root),
         cache_root=Path(cfg.cache_root),

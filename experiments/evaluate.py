@@ -19,12 +19,16 @@ plus sets an argument it does not list (`+data.eval_batch_size=16`); group choic
 
 The benchmark's split is read by the experiment's own DataModule class and data settings
 (crop size, box factor, target transform) as a test split, so without augmentation, in order;
-`--limit N` scores the first N samples only (the results file says so). A benchmark that
-selects no samples is refused. The model is the experiment's `model` node with the
-checkpoint's `state_dict` (strict); `predict_step` gives each batch's `Prediction`, and the
-training-mean baseline kept in the checkpoint (`lightning_modules.common.baseline`) goes
-through the same scoring functions (`experiments.benchmarks`). A benchmark needing a field the
-baseline cannot give (part labels) records the baseline as `none`.
+a benchmark with a `subset` (BodyNet's s10 / s20) scores those samples only; `--limit N`
+scores the first N samples only (the results file says so). A benchmark that selects no
+samples is refused. The model is the experiment's `model` node with the checkpoint's
+`state_dict` (strict); `predict_step` gives each batch's `Prediction` (for a benchmark with
+`fit`, turned into fitted SMPL parameters by `experiments.fitting`, which caches the fits),
+and the baseline kept in the checkpoint (`training_mean_body` of the regressors,
+`lightning_modules.common.baseline`; BodyNet's `constant_occupancy`,
+`lightning_modules.bodynet.baseline`) goes through the same scoring functions
+(`experiments.benchmarks`); the metrics of fields it cannot give are null, and a benchmark
+needing nothing it gives (part labels) records the baseline as `none`.
 
 Results file: `<out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/<benchmark>.json`, the data
 tag being `synthetic-<sha256[:12] of SYNTHETIC.json>` on a synthetic root and `real-<sha256[:12]
@@ -46,7 +50,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,12 +78,10 @@ from experiments.benchmarks import (
 from experiments.checkpointing import atomic_write, check_loadable
 from experiments.config import ConfigError, load_base, resolve
 from experiments.run_info import CHECKPOINT_KEY, git_state
-from lightning_modules.common.baseline import MeanBodyBaseline
 from metrics import results_of
 
 PATH_KEYS = ("data_root", "cache_root", "body_model.root")  # re-resolved, moved in the config
 EVAL_TIME_KEYS = (*PATH_KEYS, "allow_mannequin_on_real_data")  # from the command line / env
-BASELINE_NAME = "training_mean_body"
 SHORT_HASH = 12
 DATA_ERRORS = (FileNotFoundError, ValueError, KeyError)  # reported as such (exit status 1)
 
@@ -92,20 +94,32 @@ def evaluate(
     limit: int | None = None,
     out_root: str | Path = "results",
     device: str | None = None,
+    fit_steps: int | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Score checkpoint `ckpt` on benchmark `benchmark_id`; return (results path, results)."""
+    """Score checkpoint `ckpt` on benchmark `benchmark_id`; return (results path, results).
+    `fit_steps`: iterations of the SMPL fit of `fit` benchmarks (default
+    `experiments.fitting.FIT_STEPS`)."""
+    from experiments.fitting import FIT_STEPS, fitter_for
+
     benchmark = get_benchmark(benchmark_id)
     ckpt = Path(ckpt)
     with process_group(device) as device:
         loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
         cfg, module, loader = loaded.cfg, loaded.module, loaded.loader
         models = BodyModels(cfg.body_model.root, cfg.body_model.name)
-        model_results, baseline_results, scored = score(
-            module, loader, benchmark, models, loaded.device
-        )
         rank, processes = (
             (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
         )
+        fitter = None
+        if benchmark.fit:
+            folder = results_dir(out_root, cfg.exp_name, file_sha256(ckpt),
+                                 data_tag(Path(cfg.data_root)))  # fmt: skip
+            fitter = fitter_for(folder, benchmark, models, fit_steps or FIT_STEPS)
+        model_results, baseline_results, scored = score(
+            module, loader, benchmark, models, loaded.device, fitter
+        )
+        if fitter is not None and processes == 1:
+            fitter.cache.save()
     if scored != loaded.num_samples:
         raise RuntimeError(
             f"scored {scored} samples of {loaded.num_samples} ({processes} processes)"
@@ -136,6 +150,15 @@ def evaluate(
         "checkpoint_code_revision": loaded.run_info.get("git"),
         "metrics": model_results,
         "baseline": baseline_results,
+        "fit": None
+        if fitter is None
+        else {
+            "steps": fitter.cache.steps,
+            "fitted": fitter.fitted,
+            "reused": fitter.reused,
+            "seconds": round(fitter.seconds, 1),
+            "cache": str(fitter.cache.path),
+        },
         "config": OmegaConf.to_container(cfg, resolve=True),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
@@ -342,8 +365,8 @@ def benchmark_loader(
     cfg: DictConfig, benchmark: Benchmark, limit: int | None
 ) -> tuple[DataLoader, int]:
     """(loader, number of samples) of the benchmark's split as the experiment's DataModule
-    serves a test split (the first `limit` samples only, when given); ValueError when the split
-    selects no samples."""
+    serves a test split (the benchmark's `subset` of it when it has one, then the first
+    `limit` samples only, when given); ValueError when nothing is selected."""
     spec = {"dataset": benchmark.dataset, "split": benchmark.split}
     datamodule = _instantiate(cfg.data, "data", train=[], val={}, test={benchmark.id: spec})
     datamodule.setup("test")
@@ -354,16 +377,25 @@ def benchmark_loader(
             f"benchmark {benchmark.id} selects no samples: split '{benchmark.split}' of "
             f"{benchmark.dataset} under {cfg.data_root} is empty"
         )
-    if limit is None or limit >= size:
+    positions = list(range(size))
+    if benchmark.subset is not None:
+        models = BodyModels(cfg.body_model.root, cfg.body_model.name)
+        positions = benchmark.subset(loader.dataset, models)
+        if not positions:
+            raise ValueError(
+                f"benchmark {benchmark.id}: its subset of '{benchmark.split}' is empty"
+            )
+    elif limit is None or limit >= size:
         return loader, size
+    positions = positions[:limit] if limit is not None else positions
     subset = DataLoader(
-        Subset(loader.dataset, range(limit)),
-        sampler=EvalSampler(limit),
+        Subset(loader.dataset, positions),
+        sampler=EvalSampler(len(positions)),
         batch_size=loader.batch_size,
         num_workers=loader.num_workers,
         collate_fn=loader.collate_fn,
     )
-    return subset, limit
+    return subset, len(positions)
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -375,48 +407,62 @@ def score(
     benchmark: Benchmark,
     models: BodyModels,
     device: torch.device,
+    fitter: Callable[[Estimate, dict], Estimate] | None = None,
 ) -> tuple[dict[str, float | None], dict[str, Any], int]:
     """(the model's metrics, the baseline's {name, metrics[, note]}, the number of samples
-    scored by all processes together) over every batch."""
+    scored by all processes together) over every batch; `fitter` turns each batch's estimate
+    into the fitted one for benchmarks with `fit` (experiments/fitting.py)."""
     model_metrics = [m.to(device) for m in benchmark.metrics()]
     baseline, why_not = usable_baseline(module, benchmark)
     baseline_metrics = [m.to(device) for m in benchmark.metrics()]
     scored = torch.zeros((), dtype=torch.int64, device=device)
-    with torch.inference_mode():
-        for index, batch in enumerate(tqdm(loader, desc=f"eval {benchmark.id}", disable=None)):
-            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-            scored += len(batch["image"])
+    for index, batch in enumerate(tqdm(loader, desc=f"eval {benchmark.id}", disable=None)):
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        scored += len(batch["image"])
+        with torch.inference_mode():
             estimate = estimate_from_prediction(module.predict_step(batch, index))
-            missing = estimate.lacks(benchmark.needs)
-            if missing:
-                raise ValueError(
-                    f"benchmark {benchmark.id} needs {', '.join(missing)}, which "
-                    f"{type(module).__name__}.predict_step does not give for this checkpoint"
-                )
+        missing = estimate.lacks(benchmark.needs)
+        if missing:
+            raise ValueError(
+                f"benchmark {benchmark.id} needs {', '.join(missing)}, which "
+                f"{type(module).__name__}.predict_step does not give for this checkpoint"
+            )
+        if fitter is not None:  # SMPL fitting needs gradients: outside inference mode
+            estimate = fitter(estimate, batch)
+        with torch.inference_mode():
             score_batch(benchmark, model_metrics, estimate, batch, models)
             if baseline is not None:
-                rotmats, betas = baseline(len(batch["image"]))
-                score_batch(benchmark, baseline_metrics, Estimate(rotmats, betas), batch, models)
+                score_batch(benchmark, baseline_metrics, baseline_estimate(baseline, batch),
+                            batch, models, partial=True)  # fmt: skip
     if baseline is None:
         baseline_entry = {"name": "none", "metrics": {}, "note": why_not}
     else:
-        baseline_entry = {"name": BASELINE_NAME, "metrics": _finite(results_of(baseline_metrics))}
+        baseline_entry = {"name": baseline.name, "metrics": _finite(results_of(baseline_metrics))}
     if dist.is_initialized():
         dist.all_reduce(scored)
     return _finite(results_of(model_metrics)), baseline_entry, int(scored)
 
 
-def usable_baseline(
-    module: pl.LightningModule, benchmark: Benchmark
-) -> tuple[MeanBodyBaseline | None, str]:
-    """The module's fitted training-mean baseline when it gives what the benchmark needs,
-    else None and why not."""
+def baseline_estimate(baseline: Any, batch: Mapping[str, Any]) -> Estimate:
+    """The `Estimate` of a module's baseline for a batch (`baseline.outputs(batch_size)`)."""
+    outputs = dict(baseline.outputs(len(batch["image"])))
+    pose, betas = outputs.pop("pose", None), outputs.pop("betas", None)
+    return Estimate(pose=pose, betas=betas, extras=outputs)
+
+
+def usable_baseline(module: pl.LightningModule, benchmark: Benchmark) -> tuple[Any, str]:
+    """The module's fitted baseline (`training_mean_body`, `constant_occupancy`: anything with
+    `name`, `fitted` and `outputs(batch_size)`) when it gives some of what the benchmark
+    needs (the metrics of what it lacks stay null), else None and why not."""
     baseline = getattr(module, "baseline", None)
-    if not isinstance(baseline, MeanBodyBaseline) or not baseline.fitted:
-        return None, "the checkpoint holds no fitted training-mean baseline"
-    missing = Estimate(baseline.rotmats, baseline.betas).lacks(benchmark.needs)
-    if missing:
-        return None, f"the {BASELINE_NAME} baseline predicts no {', '.join(missing)}"
+    if baseline is None or not hasattr(baseline, "outputs"):
+        return None, "the checkpoint holds no baseline"
+    if not baseline.fitted:
+        return None, f"the checkpoint's {baseline.name} baseline was never fitted"
+    example = baseline_estimate(baseline, {"image": torch.zeros(1)})
+    missing = example.lacks(benchmark.needs)
+    if len(missing) == len(benchmark.needs):
+        return None, f"the {baseline.name} baseline predicts no {', '.join(missing)}"
     return baseline, ""
 
 

@@ -11,7 +11,9 @@ beside its results files, `<out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/
 `occlusion_<benchmark>/` (`experiments.occlusion.write_outputs` lists the files) or
 `attention_<benchmark>/` (`attention_<i>.png`, Figure 7) or `predict_<benchmark>/`
 (`prediction_<i>.png`, one `experiments.panels.prediction_row` per crop: the crop, the mesh
-overlaid, the side view and, for PARE, the attention summary; `grid.png` stacks them). The
+overlaid, the side view and, for PARE, the attention summary; for BodyNet the SMPL body fitted
+to the prediction in the mesh cells, then the isosurface coloured by confidence, its side view
+and, for the part network, the parts; `grid.png` stacks them). The
 occlusion command also draws Figure 6, the per-joint bar chart of every checkpoint given, as
 `<out-root>/occlusion_<benchmark>_per_joint.png` (`--bar-chart` to choose the file); bars are
 labelled `<exp> <sha256[:8]>`.
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -124,13 +126,37 @@ def predict(
     for start in range(0, len(indices), step):
         batch = loader.collate_fn([dataset[i] for i in indices[start : start + step]])
         batch = {k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        rows += prediction_rows(loaded.module, batch, faces)
+        rows += prediction_rows(loaded.module, batch, faces, fitted=fitted_bodies(loaded, batch))
     paths = [folder / f"prediction_{index:03d}.png" for index in range(len(rows))]
     for path, row in zip(paths, rows, strict=True):
         save_png(path, row)
     if rows:
         save_png(folder / "grid.png", stack_rows(rows))
     return paths
+
+
+def fitted_bodies(loaded: Any, batch: dict) -> torch.Tensor | None:
+    """(B, V, 3) camera-frame vertices of the neutral body fitted to a volumetric prediction
+    (BodyNet section 3.4, `experiments.fitting`), or None for a method that predicts a mesh."""
+    from datamodules.base import BodyModels
+    from experiments.benchmarks import BODYNET_JOINTS
+    from experiments.fitting import FIT_STEPS
+
+    with torch.inference_mode():
+        prediction = loaded.module.predict_step(batch, 0)
+    if prediction.vertices is not None or "occupancy" not in prediction.extras:
+        return None
+    from body.fitting import fit_occupancy
+
+    cfg = loaded.cfg
+    model = BodyModels(cfg.body_model.root, cfg.body_model.name).get(0, torch.float32)
+    result = fit_occupancy(
+        model.to(loaded.device), prediction.extras["occupancy"][:, 0].float(),
+        prediction.keypoints3d[:, 0, BODYNET_JOINTS].float(), BODYNET_JOINTS,
+        batch["K"].float(), prediction.extras["root_depth"][:, 0].float(),
+        int(batch["image"].shape[-1]), steps=FIT_STEPS,
+    )  # fmt: skip
+    return result.vertices
 
 
 def spread(size: int, count: int) -> list[int]:

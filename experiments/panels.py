@@ -7,6 +7,14 @@ x axis (`geometry.drawing.scene_views`), so depth errors invisible in the overla
 attention cell (PARE) is the per-pixel maximum over the joints of each joint's attention map
 divided by its own maximum, over the crop (a method without attention has no such cell).
 
+A volumetric prediction (BodyNet: `extras["occupancy"]` and `extras["root_depth"]`) adds
+[isosurface over the crop | isosurface from the side], the marching-cubes surface of the
+occupancy at 0.5 in the crop's camera (`geometry.volumes.bodynet_grid_to_camera`) coloured by
+the confidence of the voxels it bounds (viridis: dark = 0.5, yellow = 1; the paper's Figure
+5), and with `part_occupancy` [parts over the crop] coloured by the most probable of the six
+parts around each surface point (Figure 6). The mesh cells then show the SMPL body fitted to
+the prediction when one is given (`predict` fits it: `experiments.fitting`).
+
 Used by the `ValidationImages` callback (a grid logged every validation, to wandb and as PNG in
 the run folder) and by `python -m experiments predict` (overlay PNGs of held-out crops).
 Nothing here reads a config.
@@ -61,13 +69,10 @@ def prediction_row(
         size: pixels of each square cell.
     """
     crop = unnormalize_image(image)
-    scale = size / crop.shape[1]
     picture = cv2.resize(crop, (size, size), interpolation=cv2.INTER_LINEAR)
     cells = [picture]
     if vertices is not None:
-        K_panel = K.detach().double().cpu().clone()
-        K_panel[:2] *= scale
-        K_panel[:2, 2] += 0.5 * (scale - 1.0)  # pixel centres under the resize (cv2's rule)
+        K_panel = panel_camera(K, crop.shape[1], size)
         mesh = vertices.detach().float().cpu()
         cells.append(overlay_mesh(picture, mesh, faces.cpu(), K_panel))
         cells.append(scene_views([(mesh, faces.cpu())], (size, size))["side"])
@@ -79,24 +84,94 @@ def prediction_row(
     return np.concatenate(cells, axis=1)
 
 
-def prediction_rows(
-    module: Any, batch: dict, faces: Tensor, size: int = PANEL_SIZE
+PART_COLORS = np.array([
+    [0.5, 0.5, 0.5], [0.95, 0.75, 0.2], [0.3, 0.6, 0.9], [0.9, 0.3, 0.3],
+    [0.3, 0.8, 0.4], [0.8, 0.4, 0.9], [0.2, 0.8, 0.8],
+], dtype=np.float32)  # fmt: skip  # bodynet_7: background, head, torso, arms, legs
+
+
+def panel_camera(K: Tensor, crop_side: int, size: int) -> Tensor:
+    """The crop's intrinsics for a panel of `size` pixels (cv2's pixel-centre rule)."""
+    scale = size / crop_side
+    K_panel = K.detach().double().cpu().clone()
+    K_panel[:2] *= scale
+    K_panel[:2, 2] += 0.5 * (scale - 1.0)
+    return K_panel
+
+
+def volume_cells(
+    picture: np.ndarray,
+    occupancy: Tensor,
+    K: Tensor,
+    root_depth: float,
+    crop_side: int,
+    part_occupancy: Tensor | None = None,
 ) -> list[np.ndarray]:
-    """One `prediction_row` per crop of `batch` (its first person)."""
+    """[isosurface over the crop | from the side (| parts over the crop)] (module docstring).
+
+    Args:
+        picture: (size, size, 3) the crop at panel size.
+        occupancy: (R, R, R) probabilities; part_occupancy: (K, R, R, R) class probabilities.
+        K: (3, 3) crop intrinsics; root_depth: the depth the grid is centred on; crop_side: S.
+    """
+    import matplotlib
+
+    from body.fitting import isosurface
+    from geometry.volumes import bodynet_grid_to_camera
+
+    size, resolution = picture.shape[0], occupancy.shape[-1]
+    points, faces, confidence = (t.cpu() for t in isosurface(occupancy.float()))
+    if len(faces) == 0:  # nothing above 0.5: the crop alone, so the row keeps its width
+        return [picture] * (3 if part_occupancy is not None else 2)
+    mesh = bodynet_grid_to_camera(points, K.cpu(), root_depth, crop_side, resolution).float()
+    shade = ((confidence.numpy() - 0.5) / 0.5).clip(0.0, 1.0)
+    colors = matplotlib.colormaps["viridis"](shade)[:, :3].astype(np.float32)
+    K_panel = panel_camera(K, crop_side, size)
+    cells = [overlay_mesh(picture, mesh, faces, K_panel, colors),
+             scene_views([(mesh, faces)], (size, size))["side"]]  # fmt: skip
+    if part_occupancy is not None:
+        neighbourhood = torch.nn.functional.avg_pool3d(part_occupancy.float().cpu()[None], 3, 1, 1)
+        cell = points.floor().long().clamp(0, resolution - 1)
+        labels = neighbourhood[0, 1:, cell[:, 2], cell[:, 1], cell[:, 0]].argmax(0) + 1
+        cells.append(overlay_mesh(picture, mesh, faces, K_panel, PART_COLORS[labels.numpy()]))
+    return cells
+
+
+def prediction_rows(
+    module: Any,
+    batch: dict,
+    faces: Tensor,
+    size: int = PANEL_SIZE,
+    fitted: Tensor | None = None,
+) -> list[np.ndarray]:
+    """One row per crop of `batch` (its first person): `prediction_row` of the predicted
+    mesh (or of `fitted`, (B, V, 3) camera-frame vertices of a body fitted to the
+    prediction), then the volume cells of a volumetric prediction."""
     with torch.inference_mode():
         prediction = predict_with_attention(module, batch)
     attention = prediction.extras.get("attention")
-    return [
-        prediction_row(
+    vertices = fitted if prediction.vertices is None else prediction.vertices[:, 0]
+    rows = []
+    for index in range(len(batch["image"])):
+        row = prediction_row(
             batch["image"][index],
-            None if prediction.vertices is None else prediction.vertices[index, 0],
+            None if vertices is None else vertices[index],
             faces,
             prediction.K[index],
             None if attention is None else attention[index, 0],
             size,
         )
-        for index in range(len(batch["image"]))
-    ]
+        if "occupancy" in prediction.extras and "root_depth" in prediction.extras:
+            picture = row[:, :size]
+            parts = prediction.extras.get("part_occupancy")
+            cells = volume_cells(
+                picture, prediction.extras["occupancy"][index, 0], prediction.K[index],
+                float(prediction.extras["root_depth"][index, 0]), int(batch["image"].shape[-1]),
+                None if parts is None else parts[index, 0],
+            )  # fmt: skip
+            row = np.concatenate([row, *cells], axis=1)
+        rows.append(row)
+    return rows
 
 
 def stack_rows(rows: list[np.ndarray]) -> np.ndarray:

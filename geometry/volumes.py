@@ -438,6 +438,24 @@ def bodynet_grid_vertices(
     return torch.cat(((pixels + 0.5) * scale, depth[:, None]), dim=1)
 
 
+def bodynet_grid_to_camera(
+    points: Any, K_crop: Any, root_depth: float, crop_size: int, resolution: int
+) -> Tensor:
+    """The inverse of ``bodynet_grid_vertices``: (N, 3) grid units -> camera-frame metres, so a
+    predicted grid's isosurface can be drawn with the crop's camera (arguments as there)."""
+    grid = torch.as_tensor(points)
+    if not grid.is_floating_point():
+        grid = grid.to(torch.get_default_dtype())
+    K = torch.as_tensor(K_crop, dtype=grid.dtype, device=grid.device)
+    scale = resolution / crop_size
+    pixels = grid[:, :2] / scale - 0.5
+    focal = 0.5 * (K[0, 0] + K[1, 1])
+    z = root_depth + (grid[:, 2] - 0.5 * resolution) * root_depth / (focal * scale)
+    x = (pixels[:, 0] - K[0, 2]) * z / K[0, 0]
+    y = (pixels[:, 1] - K[1, 2]) * z / K[1, 1]
+    return torch.stack((x, y, z), dim=1)
+
+
 def bodynet_voxelize(
     vertices: Any, faces: Any, K_crop: Any, root_depth: float, crop_size: int, resolution: int
 ) -> Tensor:

@@ -20,6 +20,8 @@ THRESHOLDS = tuple(round(0.05 * k, 2) for k in range(1, 20))
 class ConstantOccupancy(nn.Module):
     """The baseline grid (module docstring); `resolution` R, grids (R, R, R)."""
 
+    name = "constant_occupancy"  # how results files and tables call it
+
     mean: Tensor
     threshold: Tensor
     fitted_flag: Tensor
@@ -57,3 +59,7 @@ class ConstantOccupancy(nn.Module):
     def forward(self, batch_size: int) -> Tensor:
         """(batch_size, R, R, R) bool: the thresholded grid for every sample."""
         return (self.mean >= self.threshold).expand(batch_size, *self.mean.shape)
+
+    def outputs(self, batch_size: int) -> dict[str, Tensor]:
+        """What evaluation scores of the baseline: the grid as the `occupancy` extra."""
+        return {"occupancy": self(batch_size)}

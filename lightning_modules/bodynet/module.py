@@ -17,6 +17,10 @@ of an earlier stage's checkpoint (read with `weights_only=True`); `init_parts_fr
 occupancy network's checkpoint into a part network through
 `BodyNetNetwork.init_parts_from_shape`.
 
+Optimisation: `optimizer` over the trainable subnetworks (the paper: RMSprop at 1e-3, constant);
+an optional `scheduler` factory is stepped after every optimizer step (not per epoch: the CPU
+runs are shorter than an epoch).
+
 Validation, per named validation split: `voxel_iou_pct` (`metrics.VoxelIoU` at 0.5 on the
 last stack's occupancy: the sigmoid, or 1 - P(background) for the part network; samples with
 voxels) and `pose3d_mm`, the mean distance over the
@@ -29,7 +33,8 @@ Prediction (`predict_step`): the canonical `Prediction` with `keypoints3d` from 
 volume (the `bodynet_16` joints scattered into the canonical superset; other entries zero) at
 the true root depth when the batch has 3D joints, else at `default_root_depth`; no SMPL
 parameters (SMPL fitting, section 3.4, is a separate step). `extras`: `occupancy` (B, 1, R, R,
-R) probabilities (or `part_occupancy` (B, 1, K, R, R, R) class probabilities),
+R) foreground probabilities (`occupancy` above; for the part network also `part_occupancy`
+(B, 1, K, R, R, R) class probabilities),
 `heatmaps2d` (B, 1, J, h, w), `segm` (B, 1, h, w) int64 `bodynet_15` labels and `root_depth`
 (B, 1) metres used.
 """
@@ -337,10 +342,9 @@ class BodyNetModule(pl.LightningModule):
             "segm": output.segm[-1].argmax(dim=1)[:, None],
             "root_depth": root_depth[:, None],
         }
+        extras["occupancy"] = self.occupancy(output)[:, None]
         if self.network.num_part_classes:
             extras["part_occupancy"] = last.softmax(dim=1)[:, None]
-        else:
-            extras["occupancy"] = torch.sigmoid(last)[:, None]
         return extras
 
     def configure_optimizers(self) -> Any:
@@ -348,4 +352,8 @@ class BodyNetModule(pl.LightningModule):
         optimizer = self.optimizer_factory(parameters)
         if self.scheduler_factory is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step"},
+        }

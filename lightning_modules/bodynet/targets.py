@@ -21,14 +21,24 @@
   of each grid column from the part labels.
 
 h = w = S / 4 (S the crop side). Depth: 19 bins of 4.5 cm (datasets.md 1.6: BodyNet's
-`stp = 0.045`, about 85 cm). Voxels are built on the fly from the sample's SMPL parameters,
-so they follow the crop's augmentation (a cache of un-augmented voxels would not): about 14 ms
-per sample at 32^3 and 60 ms at 128^3 on one CPU core. Targets a sample lacks are zeros with
-weight 0 (or -100 labels), never guessed.
+`stp = 0.045`, about 85 cm). Targets a sample lacks are zeros with weight 0 (or -100 labels),
+never guessed.
+
+Voxels are built from the sample's SMPL parameters in the sample's own crop, so they follow the
+crop's augmentation: about 14 ms per sample at 32^3 and 60 ms at 128^3 on one CPU core. With
+`cache_root` (and `data_root`), the occupancy of a sample whose crop is exactly the test-time
+crop (its `meta["crop_matrix"]` equals the cached one: no shift, scale, rotation, flip or
+partial crop; colour jitter and occluders leave the geometry alone) is unpacked from the cache
+that `python -m experiments prepare surreal --targets bodynet_voxels --voxel-resolution R`
+builds (`lightning_modules/bodynet/voxel_cache.py`: SURREAL and UP-3D, keyed by the split's
+annotation files, the resolution, crop side, box factor and body model); every other sample,
+and every split without an entry, is voxelized on the fly. Part voxels are always built on the
+fly.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -37,6 +47,7 @@ from torch.nn import functional as F
 
 from body.joint_sets import canonical_indices, root_index
 from body.part_groups import group_parts, lookup_table
+from lightning_modules.bodynet.voxel_cache import VoxelCache
 from lightning_modules.common.heatmaps import (
     gaussian_heatmaps,
     heatmap_coordinates,
@@ -70,10 +81,20 @@ class BodyNetTargets:
         depth_bin_size: float = DEPTH_BIN_SIZE,
         part_voxels: bool = False,
         sigma: float = SIGMA,
+        cache_root: str | None = None,
+        data_root: str | None = None,
     ) -> None:
         self.body_model_root, self.body_model_name = body_model_root, body_model_name
         self.voxel_resolution, self.depth_bins = voxel_resolution, depth_bins
         self.depth_bin_size, self.part_voxels, self.sigma = depth_bin_size, part_voxels, sigma
+        if cache_root is not None and data_root is None:
+            raise ValueError(
+                "BodyNetTargets: cache_root needs data_root (cache entries are keyed by the "
+                "split's annotation files under it)"
+            )
+        self.cache = (
+            None if cache_root is None else VoxelCache(cache_root, str(data_root), voxel_resolution)
+        )
         self.joints = canonical_indices(JOINT_SET)
         self.root = root_index(JOINT_SET)
         self._models: Any = None
@@ -122,37 +143,78 @@ class BodyNetTargets:
         return volume, weight
 
     def voxel_targets(self, sample: dict) -> dict[str, Tensor]:
-        from geometry.volumes import bodynet_grid_vertices, bodynet_voxelize, voxelize_labels
-
-        resolution, side = self.voxel_resolution, sample["image"].shape[-1]
+        resolution = self.voxel_resolution
         targets: dict[str, Tensor] = {
             "bodynet_silhouette": silhouette_target(sample["mask"], resolution),
-            "has_bodynet_voxels": torch.tensor(
-                bool(sample["has_smpl"]) and bool(sample.get("has_camera", torch.tensor(True)))
-            ),
+            "has_bodynet_voxels": torch.tensor(has_voxels(sample)),
         }
         voxels = torch.zeros((resolution,) * 3, dtype=torch.bool)
         part_voxels = torch.zeros((resolution,) * 3, dtype=torch.int64)
         if targets["has_bodynet_voxels"]:
-            model = self.models().get(int(sample["gender"]))
-            with torch.no_grad():
-                posed = model(sample["pose"][None], sample["betas"][None], sample["transl"][None])
-            vertices, root_depth = posed.vertices[0], float(posed.joints[0, 0, 2])
-            voxels = bodynet_voxelize(
-                vertices, model.faces, sample["K"], root_depth, side, resolution
-            )
-            if self.part_voxels:
-                grid = bodynet_grid_vertices(vertices, sample["K"], root_depth, side, resolution)
-                part_of_vertex = model.smpl.lbs_weights.argmax(dim=1)  # SMPL part 0..23
-                labels = lookup_table("bodynet_7")[part_of_vertex + 1] - 1
-                part_voxels = voxelize_labels(
-                    grid, model.faces, resolution, (0.0,) * 3, (float(resolution),) * 3, labels
-                )
+            cached = None if self.cache is None else self.cache.grid(sample, self.models())
+            if cached is not None and not self.part_voxels:
+                voxels = cached
+            else:
+                body = posed_body(self.models(), sample)
+                voxels = cached if cached is not None else body_voxels(body, sample, resolution)
+                if self.part_voxels:
+                    part_voxels = body_part_voxels(body, sample, resolution)
         targets["bodynet_voxels"] = voxels
         if self.part_voxels:
             targets["bodynet_part_voxels"] = part_voxels
             targets["bodynet_part_front"] = part_front_target(sample, resolution)
         return targets
+
+
+@dataclass
+class PosedBody:
+    """A sample's ground-truth mesh in the crop's camera: the model that posed it, vertices
+    (V, 3) metres and the root joint's depth z (metres)."""
+
+    model: Any
+    vertices: Tensor
+    root_depth: float
+
+
+def has_voxels(sample: dict) -> bool:
+    """Whether the sample's voxels can be built: SMPL in the crop's camera."""
+    return bool(sample["has_smpl"]) and bool(sample.get("has_camera", torch.tensor(True)))
+
+
+def posed_body(models: Any, sample: dict) -> PosedBody:
+    """The sample's SMPL parameters posed with its gender's model (`models`: a `BodyModels`)."""
+    model = models.get(int(sample["gender"]))
+    with torch.no_grad():
+        posed = model(sample["pose"][None], sample["betas"][None], sample["transl"][None])
+    return PosedBody(model, posed.vertices[0], float(posed.joints[0, 0, 2]))
+
+
+def body_voxels(body: PosedBody, sample: dict, resolution: int) -> Tensor:
+    """(R, R, R) bool occupancy of the posed body in BodyNet's grid over the sample's crop."""
+    from geometry.volumes import bodynet_voxelize
+
+    side = sample["image"].shape[-1]
+    return bodynet_voxelize(
+        body.vertices, body.model.faces, sample["K"], body.root_depth, side, resolution
+    )
+
+
+def sample_voxels(models: Any, sample: dict, resolution: int) -> Tensor:
+    """(R, R, R) bool on-the-fly voxels of a sample that `has_voxels` (what the cache stores)."""
+    return body_voxels(posed_body(models, sample), sample, resolution)
+
+
+def body_part_voxels(body: PosedBody, sample: dict, resolution: int) -> Tensor:
+    """(R, R, R) int64 `bodynet_7` class of each voxel of the posed body (0 background)."""
+    from geometry.volumes import bodynet_grid_vertices, voxelize_labels
+
+    side = sample["image"].shape[-1]
+    grid = bodynet_grid_vertices(body.vertices, sample["K"], body.root_depth, side, resolution)
+    part_of_vertex = body.model.smpl.lbs_weights.argmax(dim=1)  # SMPL part 0..23
+    labels = lookup_table("bodynet_7")[part_of_vertex + 1] - 1
+    return voxelize_labels(
+        grid, body.model.faces, resolution, (0.0,) * 3, (float(resolution),) * 3, labels
+    )
 
 
 def heatmaps2d(keypoints2d: Tensor, side: int, size: int, sigma: float) -> tuple[Tensor, Tensor]:

@@ -21,6 +21,8 @@ from geometry.rotations import axis_angle_to_matrix, chordal_mean
 class MeanBodyBaseline(nn.Module):
     """Buffers `rotmats` (24, 3, 3), `betas` (10,), `num_samples` () of the training mean."""
 
+    name = "training_mean_body"  # how results files and tables call it
+
     rotmats: Tensor
     betas: Tensor
     num_samples: Tensor
@@ -52,3 +54,8 @@ class MeanBodyBaseline(nn.Module):
     def forward(self, batch_size: int) -> tuple[Tensor, Tensor]:
         """(rotmats (B, 24, 3, 3), betas (B, 10)) of the baseline for a batch."""
         return self.rotmats.expand(batch_size, 24, 3, 3), self.betas.expand(batch_size, 10)
+
+    def outputs(self, batch_size: int) -> dict[str, Tensor]:
+        """What evaluation scores of the baseline: `pose` (B, 24, 3, 3) and `betas` (B, 10)."""
+        rotmats, betas = self(batch_size)
+        return {"pose": rotmats, "betas": betas}

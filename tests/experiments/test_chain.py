@@ -32,6 +32,10 @@ TRAINED = {
     "bodynet_stage5_end2end": {"pose2d", "segm", "pose3d", "shape"},
     "bodynet_parts": {"shape"},
     "bodynet_parts_reproj": {"shape"},
+    "bodynet_stage4_reproj_fv": {"shape"},
+    "bodynet_end2end_fv": {"pose2d", "segm", "pose3d", "shape"},
+    "bodynet_end2end_no_intermediate": {"pose2d", "segm", "pose3d", "shape"},
+    "bodynet_end2end_no_intermediate_fv": {"pose2d", "segm", "pose3d", "shape"},
 }
 
 

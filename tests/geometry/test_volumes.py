@@ -13,6 +13,7 @@ import trimesh
 from scipy import ndimage
 
 from geometry.volumes import (
+    bodynet_grid_to_camera,
     bodynet_grid_vertices,
     bodynet_voxelize,
     grid_centers,
@@ -311,6 +312,14 @@ def test_bodynet_grid_puts_the_root_in_the_middle_with_one_scale(posed_in_camera
     scale = resolution / crop_size * 0.01 / root[2]
     torch.testing.assert_close(step_deeper, 0.5 * (K[0, 0] + K[1, 1]) * scale)
     torch.testing.assert_close(step_sideways, K[0, 0] * scale, rtol=1e-3, atol=0)
+
+
+def test_bodynet_grid_to_camera_inverts_the_grid_map(posed_in_camera) -> None:
+    vertices, _, root = posed_in_camera
+    K = crop_camera(root, 256, 200.0)
+    grid = bodynet_grid_vertices(vertices, K, float(root[2]), 256, 128)
+    back = bodynet_grid_to_camera(grid, K, float(root[2]), 256, 128)
+    torch.testing.assert_close(back, torch.as_tensor(vertices, dtype=back.dtype))
 
 
 def test_bodynet_voxels_reproduce_the_rendered_silhouette(posed_in_camera) -> None:
