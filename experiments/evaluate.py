@@ -50,6 +50,7 @@ import hashlib
 import json
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -437,7 +438,10 @@ def score(
     if baseline is None:
         baseline_entry = {"name": "none", "metrics": {}, "note": why_not}
     else:
-        baseline_entry = {"name": baseline.name, "metrics": _finite(results_of(baseline_metrics))}
+        with warnings.catch_warnings():  # a partial baseline leaves some metrics empty: null
+            warnings.filterwarnings("ignore", message=r".*called before the ``update`` method")
+            baseline_values = results_of(baseline_metrics)
+        baseline_entry = {"name": baseline.name, "metrics": _finite(baseline_values)}
     if dist.is_initialized():
         dist.all_reduce(scored)
     return _finite(results_of(model_metrics)), baseline_entry, int(scored)
