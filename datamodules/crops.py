@@ -274,6 +274,11 @@ def _move_smpl(target, rotation, params, root_joint, sample_id) -> tuple[np.ndar
     return pose, moved - root_joint
 
 
+def crop_key(meta: dict) -> str:
+    """`<sample_id>#<person>`: what names a crop sample within its split (caches key by it)."""
+    return f"{meta['sample_id']}#{meta['person']}"
+
+
 def to_tensors(crop: Crop, normalize: bool = True) -> dict:
     """The crop sample of DESIGN.md: image (3, S, S) float32 (ImageNet-normalised unless
     `normalize` is False, then in [0, 1]), every field as a tensor, flags as bool tensors."""

@@ -339,10 +339,11 @@ def _summary(args: argparse.Namespace) -> None:
 def _fit(args: argparse.Namespace) -> None:
     from experiments.fitting import FIT_STEPS, fit
 
-    path, fitter = fit(args.ckpt, args.benchmark, args.overrides, args.data_root, args.limit,
-                       args.out_root, args.steps or FIT_STEPS, args.device)  # fmt: skip
-    rate = fitter.seconds / max(fitter.fitted, 1)
-    print(f"{path}: fitted {fitter.fitted} samples ({rate:.1f} s each), reused {fitter.reused}")
+    done = fit(args.ckpt, args.benchmark, args.overrides, args.data_root, args.limit,
+               args.out_root, args.steps or FIT_STEPS, args.device)  # fmt: skip
+    rate = done["seconds"] / max(done["fitted"], 1)
+    print(f"{done['cache']}: fitted {done['fitted']} samples ({rate:.1f} s each), "
+          f"reused {done['reused']}")  # fmt: skip
 
 
 def _eval(args: argparse.Namespace) -> None:

@@ -433,8 +433,8 @@ def score(
         with torch.inference_mode():
             score_batch(benchmark, model_metrics, estimate, batch, models)
             if baseline is not None:
-                score_batch(benchmark, baseline_metrics, baseline_estimate(baseline, batch),
-                            batch, models, partial=True)  # fmt: skip
+                constant = baseline_estimate(baseline, len(batch["image"]))
+                score_batch(benchmark, baseline_metrics, constant, batch, models, partial=True)
     if baseline is None:
         baseline_entry = {"name": "none", "metrics": {}, "note": why_not}
     else:
@@ -447,9 +447,9 @@ def score(
     return _finite(results_of(model_metrics)), baseline_entry, int(scored)
 
 
-def baseline_estimate(baseline: Any, batch: Mapping[str, Any]) -> Estimate:
+def baseline_estimate(baseline: Any, batch_size: int) -> Estimate:
     """The `Estimate` of a module's baseline for a batch (`baseline.outputs(batch_size)`)."""
-    outputs = dict(baseline.outputs(len(batch["image"])))
+    outputs = dict(baseline.outputs(batch_size))
     pose, betas = outputs.pop("pose", None), outputs.pop("betas", None)
     return Estimate(pose=pose, betas=betas, extras=outputs)
 
@@ -463,7 +463,7 @@ def usable_baseline(module: pl.LightningModule, benchmark: Benchmark) -> tuple[A
         return None, "the checkpoint holds no baseline"
     if not baseline.fitted:
         return None, f"the checkpoint's {baseline.name} baseline was never fitted"
-    example = baseline_estimate(baseline, {"image": torch.zeros(1)})
+    example = baseline_estimate(baseline, 1)
     missing = example.lacks(benchmark.needs)
     if len(missing) == len(benchmark.needs):
         return None, f"the {baseline.name} baseline predicts no {', '.join(missing)}"

@@ -123,10 +123,11 @@ def predict(
     indices = spread(len(dataset), limit)  # type: ignore[arg-type]
     rows: list[np.ndarray] = []
     step = loader.batch_size or 1
+    fit = body_fitter(cfg)
     for start in range(0, len(indices), step):
         batch = loader.collate_fn([dataset[i] for i in indices[start : start + step]])
         batch = {k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        rows += prediction_rows(loaded.module, batch, faces, fitted=fitted_bodies(loaded, batch))
+        rows += prediction_rows(loaded.module, batch, faces, fit=fit)
     paths = [folder / f"prediction_{index:03d}.png" for index in range(len(rows))]
     for path, row in zip(paths, rows, strict=True):
         save_png(path, row)
@@ -135,28 +136,24 @@ def predict(
     return paths
 
 
-def fitted_bodies(loaded: Any, batch: dict) -> torch.Tensor | None:
-    """(B, V, 3) camera-frame vertices of the neutral body fitted to a volumetric prediction
-    (BodyNet section 3.4, `experiments.fitting`), or None for a method that predicts a mesh."""
+def body_fitter(cfg: Any) -> Any:
+    """`prediction_rows`' `fit`: the vertices (B, V, 3) of the neutral body fitted to a
+    volumetric prediction (BodyNet section 3.4, `experiments.fitting.fit_estimate`), None for
+    a prediction without occupancy."""
     from datamodules.base import BodyModels
-    from experiments.benchmarks import BODYNET_JOINTS
-    from experiments.fitting import FIT_STEPS
+    from experiments.benchmarks import estimate_from_prediction
+    from experiments.fitting import fit_estimate
 
-    with torch.inference_mode():
-        prediction = loaded.module.predict_step(batch, 0)
-    if prediction.vertices is not None or "occupancy" not in prediction.extras:
-        return None
-    from body.fitting import fit_occupancy
-
-    cfg = loaded.cfg
     model = BodyModels(cfg.body_model.root, cfg.body_model.name).get(0, torch.float32)
-    result = fit_occupancy(
-        model.to(loaded.device), prediction.extras["occupancy"][:, 0].float(),
-        prediction.keypoints3d[:, 0, BODYNET_JOINTS].float(), BODYNET_JOINTS,
-        batch["K"].float(), prediction.extras["root_depth"][:, 0].float(),
-        int(batch["image"].shape[-1]), steps=FIT_STEPS,
-    )  # fmt: skip
-    return result.vertices
+
+    def fit(prediction: Any, batch: dict) -> torch.Tensor | None:
+        if "occupancy" not in prediction.extras:
+            return None
+        estimate = estimate_from_prediction(prediction)
+        rows = list(range(len(batch["image"])))
+        return fit_estimate(model.to(batch["image"].device), estimate, batch, rows).vertices
+
+    return fit
 
 
 def spread(size: int, count: int) -> list[int]:

@@ -15,7 +15,8 @@ split:
 
 holding `keys` (`<dataset>/<split>/<sample_id>#<person>`), `pose` (N, 72), `betas` (N, 10),
 `transl` (N, 3), `energy` (N,) and `steps`. `fit` fills that file for a benchmark's samples
-(reusing what it holds); `eval` reads it and fits only the samples it lacks, adding them, so
+(reusing what it holds: it is `eval` of the benchmark, so it also writes the results file);
+`eval` reads it and fits only the samples it lacks, adding them, so
 the full set and its s20 / s10 subsets share one fit per sample and `tables` needs only
 `eval`. A file fitted with another step count is not reused (and is replaced). With several
 evaluation processes each fits its own share and the file is not written.
@@ -32,15 +33,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from body.fitting import fit_occupancy
+from body.fitting import FitResult, fit_occupancy
+from datamodules.crops import crop_key
 from experiments.benchmarks import (
     BENCHMARKS,
     BODYNET_JOINTS,
     Benchmark,
     Estimate,
-    estimate_from_prediction,
     get_benchmark,
 )
 from experiments.checkpointing import atomic_write
@@ -51,8 +51,8 @@ FIT_STEPS = 400  # body.fitting.fit_body's default: 0.5 voxel on the 128^3 manne
 
 
 def sample_key(meta: dict[str, Any]) -> str:
-    """The cache key of one crop sample: `<dataset>/<split>/<sample_id>#<person>`."""
-    return f"{meta['dataset']}/{meta['split']}/{meta['sample_id']}#{meta['person']}"
+    """The cache key of one crop sample: `<dataset>/<split>/<crop_key>`."""
+    return f"{meta['dataset']}/{meta['split']}/{crop_key(meta)}"
 
 
 def cache_path(results_dir: Path, benchmark: Benchmark) -> Path:
@@ -124,20 +124,9 @@ class Fitter:
         return Estimate(pose.float(), betas.float(), estimate.extras, estimate.keypoints3d)
 
     def _fit(self, estimate: Estimate, batch: dict, todo: list[int], keys: list[str]) -> None:
-        assert estimate.keypoints3d is not None
         start = time.perf_counter()
-        rows = torch.tensor(todo, device=batch["image"].device)
         self.model.to(batch["image"].device)
-        result = fit_occupancy(
-            self.model,
-            estimate.extras["occupancy"][rows].float(),
-            estimate.keypoints3d[rows][:, BODYNET_JOINTS].float(),
-            BODYNET_JOINTS,
-            batch["K"][rows].float(),
-            estimate.extras["root_depth"][rows].float(),
-            int(batch["image"].shape[-1]),
-            steps=self.cache.steps,
-        )
+        result = fit_estimate(self.model, estimate, batch, todo, self.cache.steps)
         assert result.final_energy is not None
         energy = result.final_energy
         for j, i in enumerate(todo):
@@ -146,6 +135,25 @@ class Fitter:
         self.cache.added += len(todo)
         self.fitted += len(todo)
         self.seconds += time.perf_counter() - start
+
+
+def fit_estimate(
+    model: Any, estimate: Estimate, batch: dict, rows: list[int], steps: int = FIT_STEPS
+) -> FitResult:
+    """`body.fitting.fit_occupancy` of the crops `rows` of a batch's BodyNet estimate (its
+    occupancy, `bodynet_16` joints and root depth, the batch's crop intrinsics)."""
+    assert estimate.keypoints3d is not None
+    index = torch.tensor(rows, device=batch["image"].device)
+    return fit_occupancy(
+        model,
+        estimate.extras["occupancy"][index].float(),
+        estimate.keypoints3d[index][:, BODYNET_JOINTS].float(),
+        BODYNET_JOINTS,
+        batch["K"][index].float(),
+        estimate.extras["root_depth"][index].float(),
+        int(batch["image"].shape[-1]),
+        steps=steps,
+    )
 
 
 def fitter_for(results_dir: Path, benchmark: Benchmark, models: Any, steps: int) -> Fitter:
@@ -162,26 +170,16 @@ def fit(
     out_root: str | Path = "results",
     steps: int = FIT_STEPS,
     device: str | None = None,
-) -> tuple[Path, Fitter]:
-    """Fit every sample of a `fit` benchmark (module docstring); (cache path, fitter)."""
-    from datamodules.base import BodyModels
-    from experiments.evaluate import data_tag, file_sha256, load_for_evaluation, results_dir
+) -> dict[str, Any]:
+    """Fit every sample of a `fit` benchmark (module docstring): `eval` of it, which fills the
+    cache (and writes its results file); returns the results' `fit` entry (steps, fitted,
+    reused, seconds, cache)."""
+    from experiments.evaluate import evaluate
 
-    benchmark = get_benchmark(benchmark_id)
-    if not benchmark.fit:
+    if not get_benchmark(benchmark_id).fit:
         fitting = ", ".join(sorted(b for b, spec in BENCHMARKS.items() if spec.fit))
         raise ValueError(f"benchmark {benchmark_id} scores no fitted body; fit benchmarks: "
                          f"{fitting}")  # fmt: skip
-    ckpt = Path(ckpt)
-    loaded = load_for_evaluation(ckpt, benchmark, overrides, data_root, limit, device)
-    models = BodyModels(loaded.cfg.body_model.root, loaded.cfg.body_model.name)
-    folder = results_dir(out_root, loaded.cfg.exp_name, file_sha256(ckpt),
-                         data_tag(Path(loaded.cfg.data_root)))  # fmt: skip
-    fitter = fitter_for(folder, benchmark, models, steps)
-    for index, batch in enumerate(tqdm(loaded.loader, desc=f"fit {benchmark.id}", disable=None)):
-        batch = {k: v.to(loaded.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with torch.inference_mode():
-            estimate = estimate_from_prediction(loaded.module.predict_step(batch, index))
-        fitter(estimate, batch)
-    fitter.cache.save()
-    return fitter.cache.path, fitter
+    _, results = evaluate(ckpt, benchmark_id, overrides, data_root, limit, out_root, device,
+                          fit_steps=steps)  # fmt: skip
+    return dict(results["fit"])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,15 +143,19 @@ def prediction_rows(
     batch: dict,
     faces: Tensor,
     size: int = PANEL_SIZE,
-    fitted: Tensor | None = None,
+    fit: Callable[[Prediction, dict], Tensor | None] | None = None,
 ) -> list[np.ndarray]:
     """One row per crop of `batch` (its first person): `prediction_row` of the predicted
-    mesh (or of `fitted`, (B, V, 3) camera-frame vertices of a body fitted to the
-    prediction), then the volume cells of a volumetric prediction."""
+    mesh (or, for a prediction without one, of `fit(prediction, batch)`: (B, V, 3)
+    camera-frame vertices of a body fitted to it), then the volume cells of a volumetric
+    prediction."""
     with torch.inference_mode():
         prediction = predict_with_attention(module, batch)
     attention = prediction.extras.get("attention")
-    vertices = fitted if prediction.vertices is None else prediction.vertices[:, 0]
+    if prediction.vertices is not None:
+        vertices: Tensor | None = prediction.vertices[:, 0]
+    else:
+        vertices = None if fit is None else fit(prediction, batch)
     rows = []
     for index in range(len(batch["image"])):
         row = prediction_row(

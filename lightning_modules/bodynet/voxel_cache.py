@@ -63,6 +63,7 @@ from datamodules.cache import (
     register_target,
     source_key,
 )
+from datamodules.crops import crop_key
 from datamodules.datasets import CropDataset
 from datamodules.io import MissingDataError
 from datamodules.surreal import SurrealReader
@@ -98,8 +99,8 @@ def unpack(row: np.ndarray, resolution: int) -> Tensor:
 
 
 def sample_key(meta: dict) -> bytes:
-    """`<sample_id>#<person>`: what identifies a crop sample within its split."""
-    return f"{meta['sample_id']}#{meta['person']}".encode()
+    """`datamodules.crops.crop_key` as the bytes the entry's sorted key array holds."""
+    return crop_key(meta).encode()
 
 
 def resolution_option(options: dict) -> int:

@@ -42,17 +42,13 @@ SEED = 0
 def test_pare_tiny_beats_the_mean_body_on_held_out_synthetic_3dpw(
     ci_world, body_models_root, tmp_path
 ):
-    from experiments.config import load_experiment
     from experiments.evaluate import evaluate
-    from experiments.train import train
+    from tests.learning.training import train_as_shipped
 
     paths = [f"body_model.root={body_models_root}"]  # cache: the ci world's own (.cache)
-    cfg = load_experiment("pare_tiny", [
-        *paths, f"output_root={tmp_path / 'checkpoints'}", f"seed={SEED}", "logger=none",
-        "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-    ], data_root=ci_world)  # fmt: skip
-    run_dir = train(cfg)
+    run_dir = train_as_shipped(
+        "pare_tiny", SEED, ci_world, body_models_root, tmp_path / "checkpoints"
+    )
     _, results = evaluate(
         run_dir / "checkpoints" / "last.ckpt", "pw3d_test", paths, ci_world, out_root=tmp_path
     )
