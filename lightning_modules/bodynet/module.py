@@ -13,7 +13,10 @@ Staged training (section 3.3, steps (i) to (v)): `trainable` names the subnetwor
 parameters the optimizer updates (`pose2d`, `segm`, `pose3d`, `shape`; `shape` includes the
 voxel heads). The others are frozen: no gradient, and kept in eval mode so their batch-norm
 statistics stay those of the stage that trained them. `init_from` loads the network weights
-of an earlier stage's checkpoint (read with `weights_only=True`); `init_parts_from` loads an
+of an earlier stage's checkpoint (read with `weights_only=True`), of the subnetworks
+`init_subnetworks` names (all by default; the input ablations of Tables 1 and A.3 load only the
+subnetworks before the one whose inputs they change, whose weights differ in shape);
+`init_parts_from` loads an
 occupancy network's checkpoint into a part network through
 `BodyNetNetwork.init_parts_from_shape`.
 
@@ -117,6 +120,7 @@ class BodyNetModule(pl.LightningModule):
         trainable: Sequence[str] = SUBNETWORKS,
         init_from: str | None = None,
         init_parts_from: str | None = None,
+        init_subnetworks: Sequence[str] = SUBNETWORKS,
         default_root_depth: float = 5.0,
         baseline_samples: int = 200,
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
@@ -131,8 +135,14 @@ class BodyNetModule(pl.LightningModule):
         bad = sorted(set(trainable) - set(SUBNETWORKS))
         if bad or not trainable:
             raise ValueError(f"trainable must name some of {SUBNETWORKS}, got {list(trainable)}")
+        bad = sorted(set(init_subnetworks) - set(SUBNETWORKS))
+        if bad or not init_subnetworks:
+            raise ValueError(
+                f"init_subnetworks must name some of {SUBNETWORKS}, got {list(init_subnetworks)}"
+            )
         self.network = network
         self.trainable = tuple(trainable)
+        self.init_subnetworks = tuple(init_subnetworks)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.default_root_depth = default_root_depth
         self.init_from, self.init_parts_from = init_from, init_parts_from
@@ -172,11 +182,34 @@ class BodyNetModule(pl.LightningModule):
     def initialise_from_checkpoints(self) -> None:
         """Load `init_from` / `init_parts_from` (module docstring) into the network."""
         if self.init_from is not None:
-            self.network.load_state_dict(load_network_state(self.init_from))
+            self._load_subnetworks(load_network_state(self.init_from), self.init_from)
         if self.init_parts_from is not None:
             shape = self.network.occupancy_twin()
             shape.load_state_dict(load_network_state(self.init_parts_from))
             self.network.init_parts_from_shape(shape)
+
+    def _load_subnetworks(self, state: dict[str, Tensor], path: str) -> None:
+        """Load the `init_subnetworks` part of `state`; every one of their weights must be there
+        with this network's shape."""
+        if set(self.init_subnetworks) == set(SUBNETWORKS):
+            self.network.load_state_dict(state)
+            return
+        child_names = {id(module): name for name, module in self.network.named_children()}
+        prefixes = tuple(
+            f"{child_names[id(module)]}."
+            for name in self.init_subnetworks
+            for module in self.subnetwork_modules(name)
+        )
+        own = {k: v for k, v in self.network.state_dict().items() if k.startswith(prefixes)}
+        for key, value in own.items():
+            if key not in state or state[key].shape != value.shape:
+                got = tuple(state[key].shape) if key in state else "missing"
+                names = list(self.init_subnetworks)
+                raise ValueError(
+                    f"{path}: network weight {key!r} of init_subnetworks {names} is {got}, "
+                    f"this network's is {tuple(value.shape)}"
+                )
+        self.network.load_state_dict({k: state[k] for k in own}, strict=False)
 
     def on_fit_start(self) -> None:
         """A fresh run starts from the earlier stage's weights; a resumed run (whose

@@ -11,6 +11,13 @@ stacked hourglasses (`lightning_modules.common.hourglass`), each stack supervise
   bilinear 2 x upsampling + ReLU + 3x3 convolution stages: occupancy logits (R, R, R) in
   DESIGN.md's (D, H, W) layout. S = 256 and R = 128 in the paper (one 2 x stage).
 
+Inputs (Table 1 and appendix table A.3 vary them): `pose3d_inputs` names what the 3D pose
+network reads, some of `rgb`, `pose2d`, `segm` (all three by default); `shape_inputs` what the
+shape network reads, some of those and `pose3d` (all four by default). The image-resolution
+inputs go through the hourglass stem in the order rgb, pose2d, segm; `pose3d` enters at S/4 as
+the second branch. A shape network of the 3D pose alone has no stem (`StackedHourglass` with
+no image-resolution input).
+
 The intermediate inputs are the last stack's predictions of the earlier subnetworks: raw 2D
 heatmaps, softmax segmentation probabilities (bounded like the heatmaps; the raw scores are
 unbounded) and the raw 3D heatmaps. Gradients flow through them in end-to-end training; a
@@ -26,6 +33,7 @@ class and gives background zero weights and the bias log(K - 1), so that at init
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +41,18 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lightning_modules.common.hourglass import StackedHourglass
+
+IMAGE_INPUTS = ("rgb", "pose2d", "segm")
+SHAPE_INPUTS = (*IMAGE_INPUTS, "pose3d")
+
+
+def _inputs(names: Sequence[str], allowed: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """`names` in the canonical order of `allowed`; unknown, repeated or no names are errors."""
+    names = list(names)
+    unknown = sorted(set(names) - set(allowed))
+    if unknown or not names or len(set(names)) != len(names):
+        raise ValueError(f"{what} must be distinct names among {list(allowed)}, got {names}")
+    return tuple(name for name in allowed if name in names)
 
 
 @dataclass
@@ -92,6 +112,8 @@ class BodyNetNetwork(nn.Module):
         features: channels inside the hourglasses (256).
         hourglass_depth: recursion of each hourglass (4).
         num_part_classes: 0 for the occupancy network, K (7) for 3D body parts.
+        pose3d_inputs: what the 3D pose network reads (module docstring).
+        shape_inputs: what the shape network reads (module docstring).
     """
 
     def __init__(
@@ -105,6 +127,8 @@ class BodyNetNetwork(nn.Module):
         features: int = 256,
         hourglass_depth: int = 4,
         num_part_classes: int = 0,
+        pose3d_inputs: Sequence[str] = IMAGE_INPUTS,
+        shape_inputs: Sequence[str] = SHAPE_INPUTS,
     ) -> None:
         super().__init__()
         if input_size % (4 * 2**hourglass_depth):
@@ -118,14 +142,20 @@ class BodyNetNetwork(nn.Module):
         )  # fmt: skip
         self.num_part_classes = num_part_classes
         self.num_stacks, self.features, self.hourglass_depth = num_stacks, features, hourglass_depth
+        self.pose3d_inputs = _inputs(pose3d_inputs, IMAGE_INPUTS, "pose3d_inputs")
+        self.shape_inputs = _inputs(shape_inputs, SHAPE_INPUTS, "shape_inputs")
         common = {"num_stacks": num_stacks, "features": features, "depth": hourglass_depth}
-        fused = 3 + num_joints + num_segm_classes
+        channels = {"rgb": 3, "pose2d": num_joints, "segm": num_segm_classes}
         self.pose2d = StackedHourglass(3, num_joints, **common)
         self.segm = StackedHourglass(3, num_segm_classes, **common)
-        self.pose3d = StackedHourglass(fused, num_joints * depth_bins, **common)
-        self.shape = StackedHourglass(
-            fused, voxel_resolution, extra_channels=num_joints * depth_bins, **common
+        self.pose3d = StackedHourglass(
+            sum(channels[name] for name in self.pose3d_inputs), num_joints * depth_bins, **common
         )
+        volume = num_joints * depth_bins if "pose3d" in self.shape_inputs else 0
+        self.shape = StackedHourglass(
+            sum(channels.get(name, 0) for name in self.shape_inputs), voxel_resolution,
+            extra_channels=volume, **common,
+        )  # fmt: skip
         classes = num_part_classes or 1
         self.voxel_heads = nn.ModuleList(
             VoxelHead(voxel_resolution, input_size // 4, classes) for _ in range(num_stacks)
@@ -139,21 +169,27 @@ class BodyNetNetwork(nn.Module):
                 f"got {tuple(image.shape)}"
             )
         out = BodyNetOutput(pose2d=self.pose2d(image), segm=self.segm(image))
-        fused = self.fused_input(image, out.pose2d[-1], out.segm[-1])
+        modalities = self.image_resolution_inputs(image, out.pose2d[-1], out.segm[-1])
         batch, side = image.shape[0], self.input_size // 4
-        pose3d = self.pose3d(fused)
+        pose3d = self.pose3d(torch.cat([modalities[name] for name in self.pose3d_inputs], dim=1))
         out.pose3d = [p.view(batch, self.num_joints, self.depth_bins, side, side) for p in pose3d]
-        volume = pose3d[-1]  # (B, J * bins, h, w): depth as channels
-        stacks = self.shape(fused, volume)
+        volume = pose3d[-1] if "pose3d" in self.shape_inputs else None  # depth as channels
+        shape_input = [modalities[name] for name in self.shape_inputs if name in modalities]
+        stacks = self.shape(torch.cat(shape_input, dim=1) if shape_input else None, volume)
         out.voxels = [head(stack) for head, stack in zip(self.voxel_heads, stacks, strict=True)]
         return out
 
-    def fused_input(self, image: Tensor, heatmaps: Tensor, segm_scores: Tensor) -> Tensor:
-        """RGB + 2D heatmaps + segmentation probabilities at image resolution (3 + J + C)."""
+    def image_resolution_inputs(
+        self, image: Tensor, heatmaps: Tensor, segm_scores: Tensor
+    ) -> dict[str, Tensor]:
+        """RGB (3), the 2D heatmaps (J) and the segmentation probabilities (C), upsampled to
+        the image's resolution, by input name."""
         size = image.shape[-2:]
-        heatmaps = F.interpolate(heatmaps, size=size, mode="bilinear")
-        probabilities = F.interpolate(segm_scores.softmax(dim=1), size=size, mode="bilinear")
-        return torch.cat((image, heatmaps, probabilities), dim=1)
+        return {
+            "rgb": image,
+            "pose2d": F.interpolate(heatmaps, size=size, mode="bilinear"),
+            "segm": F.interpolate(segm_scores.softmax(dim=1), size=size, mode="bilinear"),
+        }
 
     def occupancy_twin(self) -> BodyNetNetwork:
         """A fresh occupancy network (no part classes) of this network's sizes."""
@@ -161,7 +197,8 @@ class BodyNetNetwork(nn.Module):
             input_size=self.input_size, voxel_resolution=self.voxel_resolution,
             num_joints=self.num_joints, num_segm_classes=self.num_segm_classes,
             depth_bins=self.depth_bins, num_stacks=self.num_stacks, features=self.features,
-            hourglass_depth=self.hourglass_depth,
+            hourglass_depth=self.hourglass_depth, pose3d_inputs=self.pose3d_inputs,
+            shape_inputs=self.shape_inputs,
         )  # fmt: skip
 
     @torch.no_grad()

@@ -15,6 +15,9 @@ The design of the paper's reference implementation (umich-vl/pose-hg-train):
 `extra_channels` is BodyNet's second input branch (appendix B.1): a tensor already at the
 output resolution (the 3D pose volume, depth as channels) is concatenated with the stem's
 features and mixed back to `features` channels by a residual module before the first stack.
+With `in_channels` 0 there is no image-resolution input and no stem: the second input alone,
+mapped to `features` channels by that residual module, enters the first stack (BodyNet's
+shape network fed with the 3D pose only, Table 1).
 
 Written here rather than taken from a library: no maintained PyPI package provides the
 hourglass with intermediate supervision and a second input branch; it is a few modules.
@@ -97,7 +100,7 @@ class StackedHourglass(nn.Module):
     """`num_stacks` hourglasses with intermediate supervision (module docstring).
 
     Args:
-        in_channels: channels of the image-resolution input.
+        in_channels: channels of the image-resolution input (0: none, the second input only).
         out_channels: channels of each stack's prediction.
         num_stacks: hourglasses in sequence (BodyNet: 2 per subnetwork).
         features: channels inside the hourglasses (Newell: 256).
@@ -121,10 +124,18 @@ class StackedHourglass(nn.Module):
         super().__init__()
         if num_stacks < 1:
             raise ValueError(f"num_stacks must be at least 1, got {num_stacks}")
+        if in_channels < 0 or extra_channels < 0 or in_channels + extra_channels == 0:
+            raise ValueError(
+                f"a stacked hourglass needs some input channels, got in_channels {in_channels} "
+                f"and extra_channels {extra_channels}"
+            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.extra_channels = extra_channels
-        self.stem = stem(in_channels, features)
-        self.merge_extra = Residual(features + extra_channels, features) if extra_channels else None
+        self.stem = stem(in_channels, features) if in_channels else None
+        stem_channels = features if in_channels else 0
+        self.merge_extra = (
+            Residual(stem_channels + extra_channels, features) if extra_channels else None
+        )
         self.hourglasses = nn.ModuleList(Hourglass(depth, features) for _ in range(num_stacks))
         self.features = nn.ModuleList(
             nn.Sequential(
@@ -143,18 +154,28 @@ class StackedHourglass(nn.Module):
             nn.Conv2d(out_channels, features, 1) for _ in range(num_stacks - 1)
         )
 
-    def forward(self, x: Tensor, extra: Tensor | None = None) -> list[Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"expected input (B, {self.in_channels}, S, S), got {tuple(x.shape)}")
-        features = self.stem(x)
+    def forward(self, x: Tensor | None, extra: Tensor | None = None) -> list[Tensor]:
+        """x: (B, in_channels, S, S), None when `in_channels` is 0; extra: (B, extra_channels,
+        S / 4, S / 4) when `extra_channels` > 0."""
+        features = self._stem_features(x)
         if self.merge_extra is not None:
-            expected = (x.shape[0], self.extra_channels, *features.shape[-2:])
-            if extra is None or tuple(extra.shape) != expected:
+            if extra is None or extra.dim() != 4 or extra.shape[1] != self.extra_channels:
                 got = None if extra is None else tuple(extra.shape)
-                raise ValueError(f"expected the second input of shape {expected}, got {got}")
-            features = self.merge_extra(torch.cat((features, extra), dim=1))
+                raise ValueError(
+                    f"expected the second input (B, {self.extra_channels}, S / 4, S / 4), got {got}"
+                )
+            if features is not None and (
+                extra.shape[0] != features.shape[0] or extra.shape[-2:] != features.shape[-2:]
+            ):
+                raise ValueError(
+                    f"the second input {tuple(extra.shape)} must match the stem's output "
+                    f"{tuple(features.shape)} in batch and resolution"
+                )
+            merged = extra if features is None else torch.cat((features, extra), dim=1)
+            features = self.merge_extra(merged)
         elif extra is not None:
             raise ValueError("this network takes no second input (extra_channels = 0)")
+        assert features is not None
         outputs = []
         for index, hourglass in enumerate(self.hourglasses):
             hidden = self.features[index](hourglass(features))
@@ -164,3 +185,13 @@ class StackedHourglass(nn.Module):
                 back = self.feature_back[index](hidden) + self.prediction_back[index](prediction)
                 features = features + back
         return outputs
+
+    def _stem_features(self, x: Tensor | None) -> Tensor | None:
+        if self.stem is None:
+            if x is not None:
+                raise ValueError("this network takes no image-resolution input (in_channels = 0)")
+            return None
+        if x is None or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = None if x is None else tuple(x.shape)
+            raise ValueError(f"expected input (B, {self.in_channels}, S, S), got {got}")
+        return self.stem(x)

@@ -30,18 +30,19 @@ SMALL_EXPERIMENT = [
 ]  # fmt: skip
 
 
-def _network(parts: int = 0) -> BodyNetNetwork:
+def _network(parts: int = 0, **inputs) -> BodyNetNetwork:
     return BodyNetNetwork(
         input_size=64, voxel_resolution=32, num_stacks=1, features=16, hourglass_depth=2,
-        num_part_classes=parts,
+        num_part_classes=parts, **inputs,
     )  # fmt: skip
 
 
-def _module(parts: int = 0, **kwargs) -> BodyNetModule:
+def _module(parts: int = 0, inputs: dict | None = None, **kwargs) -> BodyNetModule:
     torch.manual_seed(0)
     weights = kwargs.pop("loss_weights", ALL_PARTS if parts else ALL_OCCUPANCY)
     optimizer = partial(torch.optim.RMSprop, lr=1e-3)
-    return BodyNetModule(_network(parts), optimizer, loss_weights=weights, **kwargs)
+    network = _network(parts, **(inputs or {}))
+    return BodyNetModule(network, optimizer, loss_weights=weights, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +122,35 @@ def test_stages_chain_through_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "truncated.ckpt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"truncated\.ckpt"):
         _module(init_from=str(tmp_path / "truncated.ckpt")).initialise_from_checkpoints()
+
+
+def test_an_input_ablation_loads_only_the_subnetworks_before_it(tmp_path: Path) -> None:
+    first = _module()
+    for parameter in first.network.parameters():
+        parameter.data.normal_()
+    path = _save(first, tmp_path / "stage2.ckpt")
+    ablation = _module(
+        inputs={"shape_inputs": ["pose2d"]}, init_from=str(path), trainable=["shape"],
+        init_subnetworks=["pose2d", "segm", "pose3d"],
+    )  # fmt: skip
+    untouched = {k: v.clone() for k, v in ablation.network.state_dict().items()}
+    ablation.initialise_from_checkpoints()
+    loaded, trained = first.network.state_dict(), ablation.network.state_dict()
+    for key, value in trained.items():
+        upstream = not key.startswith(("shape.", "voxel_heads."))
+        assert torch.equal(value, loaded[key] if upstream else untouched[key]), key
+    with pytest.raises(RuntimeError, match=r"shape\.stem"):  # all subnetworks: shapes differ
+        _module(
+            inputs={"shape_inputs": ["pose2d"]}, init_from=str(path)
+        ).initialise_from_checkpoints()
+    mismatched = _module(
+        inputs={"pose3d_inputs": ["rgb"]}, init_from=str(path),
+        init_subnetworks=["pose2d", "pose3d"],
+    )  # fmt: skip
+    with pytest.raises(ValueError, match=r"stage2\.ckpt.*'pose3d\.stem\.0\.weight'"):
+        mismatched.initialise_from_checkpoints()
+    with pytest.raises(ValueError, match="init_subnetworks"):
+        _module(init_subnetworks=["voxels"])
 
 
 def test_the_part_stage_starts_from_the_shape_stage(batch, tmp_path: Path) -> None:

@@ -63,3 +63,68 @@ def test_bad_inputs_name_the_expected_shape() -> None:
         stacked(torch.randn(1, 3, 16, 16))
     with pytest.raises(ValueError, match="divisible by 2"):
         Hourglass(2, 4)(torch.randn(1, 4, 6, 6))
+
+
+def _reached(network: BodyNetNetwork, output: torch.Tensor) -> set[str]:
+    """The subnetworks whose parameters get a gradient from `output`."""
+    network.zero_grad()
+    output.square().mean().backward()
+    return {
+        name
+        for name in ("pose2d", "segm", "pose3d", "shape")
+        if any(p.grad is not None and p.grad.abs().sum() > 0
+               for p in getattr(network, name).parameters())
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shape_inputs", "upstream"),
+    [
+        (["pose2d"], {"pose2d"}),
+        (["rgb"], set()),
+        (["segm"], {"segm"}),
+        (["pose3d"], {"pose2d", "segm", "pose3d"}),
+        (["pose3d", "segm"], {"pose2d", "segm", "pose3d"}),
+        (["rgb", "pose2d", "segm", "pose3d"], {"pose2d", "segm", "pose3d"}),
+    ],
+)
+def test_the_shape_network_reads_exactly_its_inputs(shape_inputs, upstream) -> None:
+    torch.manual_seed(2)
+    network = BodyNetNetwork(num_stacks=1, shape_inputs=shape_inputs, **TINY)
+    out = network(torch.randn(2, 3, 64, 64))
+    assert out.voxels[-1].shape == (2, 32, 32, 32)
+    assert _reached(network, out.voxels[-1]) == upstream | {"shape"}
+    assert (network.shape.stem is None) == (shape_inputs == ["pose3d"])
+    channels = {"rgb": 3, "pose2d": 16, "segm": 15}
+    assert network.shape.in_channels == sum(channels.get(name, 0) for name in shape_inputs)
+
+
+@pytest.mark.parametrize(
+    ("pose3d_inputs", "upstream"),
+    [(["rgb"], set()), (["pose2d"], {"pose2d"}), (["segm"], {"segm"}),
+     (["segm", "pose2d"], {"pose2d", "segm"})],
+)  # fmt: skip
+def test_the_3d_pose_network_reads_exactly_its_inputs(pose3d_inputs, upstream) -> None:
+    torch.manual_seed(3)
+    network = BodyNetNetwork(num_stacks=1, pose3d_inputs=pose3d_inputs, **TINY)
+    out = network(torch.randn(2, 3, 64, 64))
+    assert out.pose3d[-1].shape == (2, 16, 19, 16, 16)
+    assert _reached(network, out.pose3d[-1]) == upstream | {"pose3d"}
+    assert network.pose3d_inputs == tuple(
+        n for n in ("rgb", "pose2d", "segm") if n in pose3d_inputs
+    )
+
+
+def test_unknown_or_missing_inputs_are_named() -> None:
+    with pytest.raises(ValueError, match=r"shape_inputs.*\['depth'\]"):
+        BodyNetNetwork(num_stacks=1, shape_inputs=["depth"], **TINY)
+    with pytest.raises(ValueError, match="pose3d_inputs"):
+        BodyNetNetwork(num_stacks=1, pose3d_inputs=["pose3d"], **TINY)
+    with pytest.raises(ValueError, match="shape_inputs"):
+        BodyNetNetwork(num_stacks=1, shape_inputs=[], **TINY)
+    stem_free = StackedHourglass(0, 4, num_stacks=1, features=8, depth=1, extra_channels=5)
+    assert stem_free(None, torch.randn(1, 5, 4, 4))[-1].shape == (1, 4, 4, 4)
+    with pytest.raises(ValueError, match="no image-resolution input"):
+        stem_free(torch.randn(1, 3, 16, 16), torch.randn(1, 5, 4, 4))
+    with pytest.raises(ValueError, match="needs some input"):
+        StackedHourglass(0, 4, num_stacks=1, features=8, depth=1)
