@@ -38,10 +38,13 @@ Protocols:
 - `bodynet_surface` (paper tables 1 to 3): `voxel_iou_pct` as above and the SMPL surface error
   `pve_mm` (PVE `none`, meshes without translation as in `spin_14`: the neutral body fitted to
   the prediction, `experiments/fitting.py`, against the gendered ground truth). Benchmarks
-  with `fit` set go through that fitting step first; `subset` selects BodyNet's s10 / s20:
-  the `fraction` of the split's samples whose true shape lies farthest from the mean shape
-  (mean vertex distance between the body with its betas and with zero betas, same pose and
-  gender; `shape_extremes`).
+  with `fit` set go through that fitting step first (`surreal_bodynet_fit`: the fit to the
+  voxels, section 3.4; the alternatives of section 4.2 and Table 2 lines 2-3, surface error
+  only: `surreal_smplifypp`, SMPLify++ fitted to the network's silhouette and 2D / 3D joints,
+  and `surreal_betas_fit`, the regressed betas posed on the predicted 3D joints); `subset`
+  selects BodyNet's s10 / s20 (suffixes `_s10`, `_s20`): the `fraction` of the split's samples
+  whose true shape lies farthest from the mean shape (mean vertex distance between the body
+  with its betas and with zero betas, same pose and gender; `shape_extremes`).
 
 What a protocol reads of a method's output is an `Estimate`: one person per crop, with the
 SMPL parameters and the extras the method has; the training-mean baseline is an `Estimate`
@@ -94,8 +97,8 @@ class Benchmark:
         metrics: a factory of fresh metric instances, named as results files store them.
         needs: the prediction fields the protocol reads (`pose`, `betas`, `extras.<name>`).
         description: one line for listings and results.
-        fit: predictions go through the SMPL fitting step before scoring (BodyNet's
-            surface error; experiments/fitting.py).
+        fit: the SMPL fitting objective predictions go through before scoring
+            (`experiments.fitting.OBJECTIVES`: BodyNet's surface error), None for none.
         subset: a function (dataset, body models) -> the sample positions scored, or None for
             every sample of the split.
     """
@@ -108,7 +111,7 @@ class Benchmark:
     metrics: Callable[[], list[metrics.SuiteMetric]]
     needs: tuple[str, ...]
     description: str
-    fit: bool = False
+    fit: str | None = None
     subset: Callable[[Any, BodyModels], list[int]] | None = None
 
 
@@ -164,18 +167,52 @@ def mean_shape_distances(dataset: Any, models: BodyModels) -> dict[int, float]:
     return {i: float(d) for (i, _), d in zip(kept, distances, strict=True)}
 
 
-def _bodynet_benchmark(suffix: str, fraction: float | None, label: str) -> Benchmark:
+def _surface_error_metrics() -> list[metrics.SuiteMetric]:
+    return [metrics.PVE(align="none")]
+
+
+# fitting objective -> (benchmark id stem, metrics, needs, what is fitted)
+FIT_BENCHMARKS: dict[str, tuple[str, Callable[[], list[metrics.SuiteMetric]], tuple, str]] = {
+    "occupancy": (
+        "surreal_bodynet_fit", _bodynet_surface_metrics,
+        ("keypoints3d", "extras.occupancy", "extras.root_depth"),
+        "voxel IoU and the SMPL surface error (PVE, mm) of the neutral body fitted to the "
+        "predicted voxels and 3D joints",
+    ),
+    "inputs": (
+        "surreal_smplifypp", _surface_error_metrics,
+        ("keypoints3d", "extras.segm", "extras.heatmaps2d", "extras.root_depth"),
+        "SMPL surface error (PVE, mm) of SMPLify++: the neutral body fitted to the predicted "
+        "silhouette and 2D / 3D joints",
+    ),
+    "joints": (
+        "surreal_betas_fit", _surface_error_metrics, ("keypoints3d", "betas"),
+        "SMPL surface error (PVE, mm) of the regressed betas posed on the predicted 3D joints",
+    ),
+}  # fmt: skip
+
+
+SHAPE_SUBSETS = (
+    ("", None, ""),
+    ("_s20", 0.2, ", s20 (the 20 % farthest from the mean shape)"),
+    ("_s10", 0.1, ", s10 (the 10 % farthest from the mean shape)"),
+)
+
+
+def _bodynet_benchmark(
+    objective: str, suffix: str, fraction: float | None, label: str
+) -> Benchmark:
+    stem, metric_factory, needs, what = FIT_BENCHMARKS[objective]
     return Benchmark(
-        id=f"surreal_bodynet_fit{suffix}",
+        id=f"{stem}{suffix}",
         dataset="surreal",
         split="val_bodynet",
         protocol="bodynet_surface",
         joint_set=BODYNET_JOINT_SET,
-        metrics=_bodynet_surface_metrics,
-        needs=("keypoints3d", "extras.occupancy", "extras.root_depth"),
-        description=f"SURREAL BodyNet test set{label}: voxel IoU and the SMPL surface error "
-        "(PVE, mm) of the neutral body fitted to the prediction, gendered ground truth",
-        fit=True,
+        metrics=metric_factory,
+        needs=needs,
+        description=f"SURREAL BodyNet test set{label}: {what}, gendered ground truth",
+        fit=objective,
         subset=None if fraction is None else shape_extremes(fraction),
     )
 
@@ -239,9 +276,11 @@ BENCHMARKS: dict[str, Benchmark] = {
             description="SURREAL BodyNet test set: 3D body-part voxel IoU (6 parts + "
             "background, merged foreground)",
         ),
-        _bodynet_benchmark("", None, ""),
-        _bodynet_benchmark("_s20", 0.2, ", s20 (the 20 % farthest from the mean shape)"),
-        _bodynet_benchmark("_s10", 0.1, ", s10 (the 10 % farthest from the mean shape)"),
+        *(
+            _bodynet_benchmark(objective, suffix, fraction, label)
+            for objective in FIT_BENCHMARKS
+            for suffix, fraction, label in SHAPE_SUBSETS
+        ),
     )
 }
 

@@ -1,17 +1,27 @@
-"""SMPL fitting of BodyNet's predictions (paper section 3.4) for evaluation, and its command.
+"""SMPL fitting of BodyNet's predictions (paper sections 3.4 and 4.2) for evaluation, and its
+command.
 
     python -m experiments fit --ckpt PATH --benchmark ID [--data-root DIR] [--limit N]
         [--out-root results] [--steps N] [--device cpu|cuda] [KEY=VALUE ...]
 
-A benchmark with `fit` (`surreal_bodynet_fit`, `_s20`, `_s10`) scores the neutral body model
-fitted to each prediction (`body.fitting.fit_occupancy`: marching cubes of the predicted
-occupancy at 0.5, confidence-weighted chamfer to the isosurface, the predicted `bodynet_16`
-joints with weight 5, the rigid start from those joints and zero shape, Adam in place of the
-paper's dogleg) instead of the raw prediction. The fit is the expensive step (about 9 s per
-sample at 128^3 on two CPU cores), so its results are cached per checkpoint, data root and
-split:
+A benchmark with `fit` scores the neutral body model fitted to each prediction instead of the
+raw prediction; `fit` names the objective (`OBJECTIVES`):
 
-    <out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/fits/<dataset>_<split>.npz
+- `occupancy` (`surreal_bodynet_fit`, `_s20`, `_s10`; section 3.4): `body.fitting.fit_occupancy`,
+  marching cubes of the predicted occupancy at 0.5, confidence-weighted chamfer to the
+  isosurface, the predicted `bodynet_16` joints with weight 5, the rigid start from those joints
+  and zero shape, Adam in place of the paper's dogleg;
+- `inputs` (`surreal_smplifypp`, ...; SMPLify++ of section 4.2 and appendix D):
+  `body.fitting.fit_inputs` to the network's predicted silhouette (segmentation argmax not
+  background, at the heatmap resolution), 2D joints (heatmap argmax) and 3D joints;
+- `joints` (`surreal_betas_fit`, ...; the shape-parameter regression of section 4.2):
+  `body.fitting.fit_joints`, the pose that puts the body with the *predicted* betas on the
+  predicted 3D joints.
+
+The fit is the expensive step (about 9 s per sample at 128^3 on two CPU cores for
+`occupancy`), so its results are cached per checkpoint, data root, objective and split:
+
+    <out-root>/<exp>/<checkpoint sha256[:12]>/<data tag>/fits/<objective>_<dataset>_<split>.npz
 
 holding `keys` (`<dataset>/<split>/<sample_id>#<person>`), `pose` (N, 72), `betas` (N, 10),
 `transl` (N, 3), `energy` (N,) and `steps`. `fit` fills that file for a benchmark's samples
@@ -27,14 +37,16 @@ from __future__ import annotations
 import io
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
-from body.fitting import FitResult, fit_occupancy
+from body.fitting import FitResult, fit_inputs, fit_joints, fit_occupancy
 from datamodules.crops import crop_key
 from experiments.benchmarks import (
     BENCHMARKS,
@@ -44,6 +56,7 @@ from experiments.benchmarks import (
     get_benchmark,
 )
 from experiments.checkpointing import atomic_write
+from lightning_modules.bodynet.targets import decode_heatmaps2d
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +69,10 @@ def sample_key(meta: dict[str, Any]) -> str:
 
 
 def cache_path(results_dir: Path, benchmark: Benchmark) -> Path:
-    """Where the fits of a benchmark's split go, beside the checkpoint's results files."""
-    return Path(results_dir) / "fits" / f"{benchmark.dataset}_{benchmark.split}.npz"
+    """Where the fits of a benchmark's objective and split go, beside the checkpoint's results
+    files."""
+    name = f"{benchmark.fit}_{benchmark.dataset}_{benchmark.split}.npz"
+    return Path(results_dir) / "fits" / name
 
 
 @dataclass
@@ -104,9 +119,13 @@ class FitCache:
 class Fitter:
     """Turns a batch's BodyNet estimate into the fitted one, through the cache (docstring)."""
 
-    def __init__(self, models: Any, cache: FitCache) -> None:
+    def __init__(self, models: Any, cache: FitCache, objective: str = "occupancy") -> None:
+        if objective not in OBJECTIVES:
+            known = sorted(OBJECTIVES)
+            raise ValueError(f"unknown fitting objective {objective!r}; known: {known}")
         self.model = models.get(0, torch.float32)  # the neutral body, as BodyNet fits
         self.cache = cache
+        self.objective = objective
         self.fitted = self.reused = 0
         self.seconds = 0.0
 
@@ -126,7 +145,8 @@ class Fitter:
     def _fit(self, estimate: Estimate, batch: dict, todo: list[int], keys: list[str]) -> None:
         start = time.perf_counter()
         self.model.to(batch["image"].device)
-        result = fit_estimate(self.model, estimate, batch, todo, self.cache.steps)
+        fitting = OBJECTIVES[self.objective]
+        result = fitting(self.model, estimate, batch, todo, self.cache.steps)
         assert result.final_energy is not None
         energy = result.final_energy
         for j, i in enumerate(todo):
@@ -142,12 +162,11 @@ def fit_estimate(
 ) -> FitResult:
     """`body.fitting.fit_occupancy` of the crops `rows` of a batch's BodyNet estimate (its
     occupancy, `bodynet_16` joints and root depth, the batch's crop intrinsics)."""
-    assert estimate.keypoints3d is not None
-    index = torch.tensor(rows, device=batch["image"].device)
+    index = _rows(batch, rows)
     return fit_occupancy(
         model,
         estimate.extras["occupancy"][index].float(),
-        estimate.keypoints3d[index][:, BODYNET_JOINTS].float(),
+        _joints(estimate, index),
         BODYNET_JOINTS,
         batch["K"][index].float(),
         estimate.extras["root_depth"][index].float(),
@@ -156,9 +175,60 @@ def fit_estimate(
     )
 
 
+def fit_estimate_inputs(
+    model: Any, estimate: Estimate, batch: dict, rows: list[int], steps: int = FIT_STEPS
+) -> FitResult:
+    """SMPLify++ (`body.fitting.fit_inputs`) of the crops `rows`: the predicted silhouette
+    (`extras.segm` > 0), 2D joints (`extras.heatmaps2d` argmax) and 3D joints."""
+    index = _rows(batch, rows)
+    crop_size = int(batch["image"].shape[-1])
+    heatmaps = estimate.extras["heatmaps2d"][index].float()
+    return fit_inputs(
+        model,
+        estimate.extras["segm"][index] > 0,
+        _joints(estimate, index),
+        decode_heatmaps2d(heatmaps, crop_size),
+        BODYNET_JOINTS,
+        batch["K"][index].float(),
+        estimate.extras["root_depth"][index].float(),
+        crop_size,
+        steps=steps,
+    )
+
+
+def fit_estimate_joints(
+    model: Any, estimate: Estimate, batch: dict, rows: list[int], steps: int = FIT_STEPS
+) -> FitResult:
+    """`body.fitting.fit_joints` of the crops `rows`: the predicted betas, posed on the
+    predicted 3D joints."""
+    assert estimate.betas is not None
+    index = _rows(batch, rows)
+    betas = estimate.betas[index].float()
+    return fit_joints(model, _joints(estimate, index), BODYNET_JOINTS, betas, steps=steps)
+
+
+def _rows(batch: dict, rows: list[int]) -> Tensor:
+    return torch.tensor(rows, device=batch["image"].device)
+
+
+def _joints(estimate: Estimate, index: Tensor) -> Tensor:
+    assert estimate.keypoints3d is not None
+    return estimate.keypoints3d[index][:, BODYNET_JOINTS].float()
+
+
+Objective = Callable[[Any, Estimate, dict, list[int], int], FitResult]
+OBJECTIVES: dict[str, Objective] = {
+    "occupancy": fit_estimate,
+    "inputs": fit_estimate_inputs,
+    "joints": fit_estimate_joints,
+}
+
+
 def fitter_for(results_dir: Path, benchmark: Benchmark, models: Any, steps: int) -> Fitter:
-    """The fitter of a benchmark's split with the checkpoint's cached fits."""
-    return Fitter(models, FitCache.load(cache_path(results_dir, benchmark), steps))
+    """The fitter of a benchmark's objective and split with the checkpoint's cached fits."""
+    assert benchmark.fit is not None
+    cache = FitCache.load(cache_path(results_dir, benchmark), steps)
+    return Fitter(models, cache, benchmark.fit)
 
 
 def fit(

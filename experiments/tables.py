@@ -19,7 +19,10 @@ table's `select.monitor`: the `best_model_path` its ModelCheckpoint recorded), `
 run's `last.ckpt`) or a file path. The latest run is the run folder under
 `<output_root>/<exp>/` whose newest checkpoint is newest. `baseline: true` adds a row with the
 baseline that `eval` scores beside the model (the training-mean body for regressors). A column
-with `unavailable` is a benchmark the suite cannot score yet: its cells say why.
+with `unavailable` is a benchmark the suite cannot score yet: its cells say why. A row's
+`benchmarks` maps a column's benchmark to another one that this row is scored on instead (the
+same metric under another protocol: BodyNet's Table 2 scores SMPLify++ on
+`surreal_smplifypp` in the `surreal_bodynet_fit` column).
 
 What is missing is evaluated through `experiments.evaluate.evaluate` (the `eval` command);
 results already on disk are reused when they were computed for the same checkpoint (sha256),
@@ -67,7 +70,7 @@ NOT_TRAINED = "not trained"
 NOT_IN_SUITE = "not in the suite"
 ERROR = "error"
 DASH = "–"
-ROW_KEYS = {"label", "experiment", "checkpoint", "paper", "baseline", "note"}
+ROW_KEYS = {"label", "experiment", "checkpoint", "paper", "baseline", "note", "benchmarks"}
 COLUMN_KEYS = {"benchmark", "metric", "label", "unavailable"}
 TABLE_KEYS = {"title", "source", "select", "columns", "rows"}
 
@@ -93,6 +96,11 @@ class Row:
     paper: tuple[float | None, ...] = ()
     baseline: bool = False
     note: str | None = None
+    benchmarks: tuple[tuple[str, str], ...] = ()  # (column benchmark, this row's benchmark)
+
+    def benchmark(self, column: Column) -> str:
+        """The benchmark this row is scored on in `column`."""
+        return dict(self.benchmarks).get(column.benchmark, column.benchmark)
 
 
 @dataclass(frozen=True)
@@ -133,9 +141,7 @@ def load_table(path: Path) -> TableSpec:
         raise ConfigError(f"{path}: a table is a mapping with {sorted(TABLE_KEYS)}")
     _check_keys(raw, TABLE_KEYS, {"title", "columns", "rows"}, path, "the table")
     columns = tuple(_column(entry, path, i) for i, entry in enumerate(_list(raw, "columns", path)))
-    rows = tuple(
-        _row(entry, path, i, len(columns)) for i, entry in enumerate(_list(raw, "rows", path))
-    )
+    rows = tuple(_row(entry, path, i, columns) for i, entry in enumerate(_list(raw, "rows", path)))
     select = raw.get("select") or {}
     if not isinstance(select, dict) or set(select) - {"monitor", "mode"}:
         raise ConfigError(f"{path}: 'select' is {{monitor: METRIC, mode: min|max}}")
@@ -172,33 +178,63 @@ def _column(entry: Any, path: Path, index: int) -> Column:
     _check_keys(entry, COLUMN_KEYS, {"benchmark", "metric", "label"}, path, where)
     column = Column(**{key: entry[key] for key in entry})
     if column.unavailable is None:
-        if column.benchmark not in BENCHMARKS:
-            raise ConfigError(
-                f"{path}: {where}: unknown benchmark '{column.benchmark}' (registered: "
-                f"{', '.join(sorted(BENCHMARKS))}; mark a benchmark the suite cannot score "
-                "with `unavailable: WHY`)"
-            )
-        names = [metric.name for metric in get_benchmark(column.benchmark).metrics()]
-        if not any(column.metric == n or column.metric.startswith(f"{n}/") for n in names):
-            raise ConfigError(
-                f"{path}: {where}: benchmark {column.benchmark} has no metric "
-                f"'{column.metric}' (its metrics: {', '.join(names)})"
-            )
+        _check_metric(column.benchmark, column.metric, path, where)
     return column
 
 
-def _row(entry: Any, path: Path, index: int, num_columns: int) -> Row:
+def _check_metric(benchmark: str, metric: str, path: Path, where: str) -> None:
+    """ConfigError unless `benchmark` is registered and reports `metric`."""
+    if benchmark not in BENCHMARKS:
+        raise ConfigError(
+            f"{path}: {where}: unknown benchmark '{benchmark}' (registered: "
+            f"{', '.join(sorted(BENCHMARKS))}; mark a benchmark the suite cannot score "
+            "with `unavailable: WHY`)"
+        )
+    names = [m.name for m in get_benchmark(benchmark).metrics()]
+    if not any(metric == n or metric.startswith(f"{n}/") for n in names):
+        raise ConfigError(
+            f"{path}: {where}: benchmark {benchmark} has no metric '{metric}' (its metrics: "
+            f"{', '.join(names)})"
+        )
+
+
+def _row_benchmarks(
+    entry: dict, columns: Sequence[Column], path: Path, where: str
+) -> tuple[tuple[str, str], ...]:
+    """A row's `benchmarks` substitutions, checked against the columns they replace."""
+    raw = entry.get("benchmarks") or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: {where}.benchmarks maps a column's benchmark to another")
+    by_benchmark = {c.benchmark: c for c in columns if c.unavailable is None}
+    for source, target in raw.items():
+        if source not in by_benchmark:
+            raise ConfigError(
+                f"{path}: {where}.benchmarks: no column scores '{source}' (columns: "
+                f"{', '.join(sorted(by_benchmark))})"
+            )
+        for column in columns:
+            if column.benchmark == source:
+                _check_metric(str(target), column.metric, path, f"{where}.benchmarks")
+    return tuple((str(k), str(v)) for k, v in raw.items())
+
+
+def _row(entry: Any, path: Path, index: int, columns: Sequence[Column]) -> Row:
     where = f"rows[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(f"{path}: {where} must be a mapping with at least a label")
     _check_keys(entry, ROW_KEYS, {"label"}, path, where)
+    num_columns = len(columns)
     paper = entry.get("paper") or [None] * num_columns
     if not isinstance(paper, list) or len(paper) != num_columns:
         raise ConfigError(f"{path}: {where}.paper must list {num_columns} numbers (null: none)")
     if any(value is not None and not isinstance(value, int | float) for value in paper):
         raise ConfigError(f"{path}: {where}.paper holds a value that is not a number: {paper}")
-    values = {key: entry[key] for key in entry if key != "paper"}
-    return Row(paper=tuple(None if v is None else float(v) for v in paper), **values)
+    values = {key: entry[key] for key in entry if key not in ("paper", "benchmarks")}
+    return Row(
+        paper=tuple(None if v is None else float(v) for v in paper),
+        benchmarks=_row_benchmarks(entry, columns, path, where),
+        **values,
+    )
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -419,11 +455,12 @@ def build_table(spec: TableSpec, ctx: Context) -> BuiltTable:
         for index, column in enumerate(spec.columns):
             if column.unavailable is not None:
                 continue
+            benchmark = row.benchmark(column)
             try:
-                results = results_for(ctx, checkpoint, column.benchmark)
+                results = results_for(ctx, checkpoint, benchmark)
             except (FileNotFoundError, ValueError, KeyError, ConfigError) as error:
                 result.status = ERROR
-                ctx.counts.errors.append(f"{spec.name}: {row.label} on {column.benchmark}: {error}")
+                ctx.counts.errors.append(f"{spec.name}: {row.label} on {benchmark}: {error}")
                 continue
             data[results["data_tag"]] = bool(results["synthetic"])
             result.data_tags.add(results["data_tag"])

@@ -37,6 +37,16 @@ def normalised_weights(weights: dict[str, float]) -> dict[str, float]:
     return {name: value / total for name, value in weights.items()}
 
 
+def betas_mse(predictions: Sequence[Tensor], target: Tensor, keep: Tensor) -> Tensor:
+    """The shape-parameter regressor's L2 loss (section 4.2): the mean squared error of the
+    predicted betas (B, num_betas) per stack against `target` over the samples `keep` (B,)
+    with SMPL ground truth, summed over stacks; 0 (in the graph) when no sample has it."""
+    if not keep.any():
+        return sum(p.sum() * 0.0 for p in predictions)  # type: ignore[return-value]
+    truth = target[keep].to(predictions[0].dtype)
+    return sum(F.mse_loss(p[keep], truth) for p in predictions)  # type: ignore[return-value]
+
+
 def heatmap_mse(
     predictions: Sequence[Tensor], target: Tensor, weight: Tensor | None = None
 ) -> Tensor:

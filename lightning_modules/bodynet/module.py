@@ -4,7 +4,9 @@ Losses (`lightning_modules.bodynet.losses`), by name: `pose2d` (heatmap MSE), `s
 cross-entropy), `pose3d` (3D heatmap MSE), `voxels` (occupancy BCE), `reproj_front` and
 `reproj_side` (the silhouette re-projection BCEs); for the part network (`num_part_classes`
 > 0) `parts` (voxel cross-entropy) and `parts_reproj_front` / `parts_reproj_side` (appendix
-B.3) in place of the last three. A loss is computed only when its weight is positive; with
+B.3) in place of the last three; for the shape-parameter regressor (`num_betas` > 0, section
+4.2) `betas` (L2 on the SMPL betas of the samples with SMPL) in place of the last three. A
+loss is computed only when its weight is positive; with
 `normalise_weights` the weights are scaled to sum to one (the paper's rule; its weights
 (1e7, 1e3, 1e6, 1e1, 1, 1) are the defaults of `method/bodynet`). The voxel losses are taken
 over the samples with SMPL ground truth (`has_bodynet_voxels`) only.
@@ -39,7 +41,10 @@ parameters (SMPL fitting, section 3.4, is a separate step). `extras`: `occupancy
 R) foreground probabilities (`occupancy` above; for the part network also `part_occupancy`
 (B, 1, K, R, R, R) class probabilities),
 `heatmaps2d` (B, 1, J, h, w), `segm` (B, 1, h, w) int64 `bodynet_15` labels and `root_depth`
-(B, 1) metres used.
+(B, 1) metres used. The shape-parameter regressor gives `betas` (B, 1, 10) and no occupancy
+(its validation logs `betas_error`, the mean L2 distance to the true betas, in place of the
+voxel IoU); its pose comes from fitting the 3D joints (`experiments.fitting`, objective
+`joints`).
 """
 
 from __future__ import annotations
@@ -69,6 +74,7 @@ from metrics.volumes import VoxelIoU
 SUBNETWORKS = ("pose2d", "segm", "pose3d", "shape")
 OCCUPANCY_LOSSES = ("pose2d", "segm", "pose3d", "voxels", "reproj_front", "reproj_side")
 PART_LOSSES = ("pose2d", "segm", "pose3d", "parts", "parts_reproj_front", "parts_reproj_side")
+BETAS_LOSSES = ("pose2d", "segm", "pose3d", "betas")
 JOINTS = canonical_indices(JOINT_SET)
 ROOT = root_index(JOINT_SET)
 CHECKPOINT_PREFIX = "network."
@@ -79,6 +85,13 @@ def _has_values(metric: Metric) -> bool:
     if isinstance(metric, VoxelIoU):
         return bool(metric.num_samples > 0)  # samples whose union is empty have no IoU
     return bool(metric.update_count)
+
+
+def loss_names(network: BodyNetNetwork) -> tuple[str, ...]:
+    """The losses a network's outputs have (module docstring)."""
+    if network.num_betas:
+        return BETAS_LOSSES
+    return PART_LOSSES if network.num_part_classes else OCCUPANCY_LOSSES
 
 
 def volume_to_camera(xy: Tensor, depth: Tensor, K: Tensor, root_depth: Tensor) -> Tensor:
@@ -126,7 +139,7 @@ class BodyNetModule(pl.LightningModule):
         scheduler: Callable[[torch.optim.Optimizer], object] | None = None,
     ) -> None:
         super().__init__()
-        names = PART_LOSSES if network.num_part_classes else OCCUPANCY_LOSSES
+        names = loss_names(network)
         weights = dict(losses.PAPER_WEIGHTS if loss_weights is None else loss_weights)
         unknown = sorted(set(weights) - set(names))
         if unknown:
@@ -246,6 +259,8 @@ class BodyNetModule(pl.LightningModule):
             terms["pose3d"] = losses.heatmap_mse(
                 output.pose3d, batch["bodynet_heatmaps3d"], batch["bodynet_joint3d_weight"]
             )
+        if "betas" in active:
+            terms["betas"] = losses.betas_mse(output.betas, batch["betas"], batch["has_smpl"])
         keep = batch["has_bodynet_voxels"]
         voxel_terms = active & {"voxels", "reproj_front", "reproj_side", "parts",
                                 "parts_reproj_front", "parts_reproj_side"}  # fmt: skip
@@ -314,7 +329,11 @@ class BodyNetModule(pl.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
         output = self(batch["image"])
         metrics = self._split_metrics(str(dataloader_idx))
-        keep = batch["has_bodynet_voxels"]
+        keep = batch["has_bodynet_voxels"] if output.voxels else torch.zeros_like(batch["has_smpl"])
+        if output.betas and batch["has_smpl"].any():
+            smpl = batch["has_smpl"]
+            error = output.betas[-1][smpl] - batch["betas"][smpl].to(output.betas[-1].dtype)
+            metrics["betas_error"].update(error.norm(dim=-1))
         if keep.any():
             voxels = batch["bodynet_voxels"][keep]
             metrics["voxel_iou_pct"].update(self.occupancy(output)[keep], voxels)
@@ -331,7 +350,7 @@ class BodyNetModule(pl.LightningModule):
         """The validation metrics of split `key`, by logged name (created on first use)."""
         if key not in self.val_metrics:
             metrics = {"voxel_iou_pct": VoxelIoU(), "baseline/voxel_iou_pct": VoxelIoU(),
-                       "pose3d_mm": MeanMetric()}  # fmt: skip
+                       "pose3d_mm": MeanMetric(), "betas_error": MeanMetric()}  # fmt: skip
             self.val_metrics[key] = nn.ModuleDict(metrics).to(self.device)
         split = cast(nn.ModuleDict, self.val_metrics[key])
         return {name: cast(Metric, metric) for name, metric in split.items()}
@@ -363,21 +382,22 @@ class BodyNetModule(pl.LightningModule):
         keypoints[:, 0, JOINTS] = joints
         extras = self._extras(output, root_depth)
         ones = torch.ones(batch_size, 1, dtype=torch.bool, device=joints.device)
+        betas = output.betas[-1][:, None] if output.betas else None
         return Prediction(
             keypoints3d=keypoints, K=batch["K"], person_valid=ones,
-            score=ones.float(), extras=extras,
+            score=ones.float(), extras=extras, betas=betas,
         )  # fmt: skip
 
     def _extras(self, output: BodyNetOutput, root_depth: Tensor) -> dict[str, Tensor]:
-        last = output.voxels[-1]
         extras: dict[str, Tensor] = {
             "heatmaps2d": output.pose2d[-1][:, None],
             "segm": output.segm[-1].argmax(dim=1)[:, None],
             "root_depth": root_depth[:, None],
         }
-        extras["occupancy"] = self.occupancy(output)[:, None]
+        if output.voxels:
+            extras["occupancy"] = self.occupancy(output)[:, None]
         if self.network.num_part_classes:
-            extras["part_occupancy"] = last.softmax(dim=1)[:, None]
+            extras["part_occupancy"] = output.voxels[-1].softmax(dim=1)[:, None]
         return extras
 
     def configure_optimizers(self) -> Any:

@@ -23,6 +23,12 @@ heatmaps, softmax segmentation probabilities (bounded like the heatmaps; the raw
 unbounded) and the raw 3D heatmaps. Gradients flow through them in end-to-end training; a
 stage that freezes a subnetwork (`module.py`) stops them there.
 
+Shape-parameter regression (section 4.2, appendix B.2), the alternative to the voxels: with
+`num_betas` (10) the shape subnetwork is `BetasRegressor`, the same inputs through the
+hourglass stem and an hourglass's encoder half down to the bottleneck (128 x 4 x 4 = 2048 at the
+paper's sizes) and fully connected layers 2048-1024-512-10; its output is `betas` and it
+predicts no voxels.
+
 3D body parts (section 3.1, appendix B.3): with `num_part_classes` (7: background + 6 parts)
 the shape network's output layer has K * R channels read as (K, R, R, R) class scores.
 `init_parts_from_shape` copies a trained shape network's output layer into every foreground
@@ -40,7 +46,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lightning_modules.common.hourglass import StackedHourglass
+from lightning_modules.common.hourglass import InputBranch, Residual, StackedHourglass
 
 IMAGE_INPUTS = ("rgb", "pose2d", "segm")
 SHAPE_INPUTS = (*IMAGE_INPUTS, "pose3d")
@@ -67,6 +73,7 @@ class BodyNetOutput:
     segm: list[Tensor] = field(default_factory=list)
     pose3d: list[Tensor] = field(default_factory=list)
     voxels: list[Tensor] = field(default_factory=list)
+    betas: list[Tensor] = field(default_factory=list)  # (B, num_betas), the betas regressor's
 
 
 class VoxelHead(nn.Module):
@@ -99,6 +106,46 @@ class VoxelHead(nn.Module):
         return scores[:, 0] if self.num_classes == 1 else scores
 
 
+class BetasRegressor(nn.Module):
+    """Appendix B.2 / Fig. A.5: the shape network's inputs (an image-resolution tensor through
+    the hourglass stem, the S/4 second input merged by a residual) through the encoder half of
+    an hourglass (`depth` times max-pool 2 + residual), a 1x1 convolution to
+    `bottleneck_channels`, and fully connected layers (flattened bottleneck, 1024, 512,
+    `num_betas`) with ReLUs between them. Returns a one-element list like the stacks."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        extra_channels: int,
+        input_side: int,
+        num_betas: int = 10,
+        features: int = 256,
+        depth: int = 4,
+        bottleneck_channels: int = 128,
+    ) -> None:
+        super().__init__()
+        bottleneck_side = input_side // 4 // 2**depth
+        if bottleneck_side < 1:
+            raise ValueError(
+                f"input side {input_side} is too small for an encoder of depth {depth}"
+            )
+        self.inputs = InputBranch(in_channels, features, extra_channels)
+        self.encoder = nn.Sequential(*(
+            nn.Sequential(nn.MaxPool2d(2), Residual(features, features)) for _ in range(depth)
+        ))  # fmt: skip
+        self.bottleneck = nn.Conv2d(features, bottleneck_channels, 1)
+        flat = bottleneck_channels * bottleneck_side**2
+        self.regressor = nn.Sequential(
+            nn.Linear(flat, 1024), nn.ReLU(inplace=True), nn.Linear(1024, 512),
+            nn.ReLU(inplace=True), nn.Linear(512, num_betas),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor | None, extra: Tensor | None = None) -> list[Tensor]:
+        features = self.inputs(x, extra)
+        bottleneck = F.relu(self.bottleneck(self.encoder(features)))
+        return [self.regressor(bottleneck.flatten(1))]
+
+
 class BodyNetNetwork(nn.Module):
     """The four subnetworks (module docstring).
 
@@ -114,6 +161,8 @@ class BodyNetNetwork(nn.Module):
         num_part_classes: 0 for the occupancy network, K (7) for 3D body parts.
         pose3d_inputs: what the 3D pose network reads (module docstring).
         shape_inputs: what the shape network reads (module docstring).
+        num_betas: 0 for the voxel network; 10 for the shape-parameter regressor of section
+            4.2 (`BetasRegressor`; no voxel heads, `num_part_classes` must be 0).
     """
 
     def __init__(
@@ -129,8 +178,12 @@ class BodyNetNetwork(nn.Module):
         num_part_classes: int = 0,
         pose3d_inputs: Sequence[str] = IMAGE_INPUTS,
         shape_inputs: Sequence[str] = SHAPE_INPUTS,
+        num_betas: int = 0,
     ) -> None:
         super().__init__()
+        if num_betas and num_part_classes:
+            raise ValueError("the betas regressor (num_betas > 0) predicts no part voxels "
+                             f"(num_part_classes {num_part_classes})")  # fmt: skip
         if input_size % (4 * 2**hourglass_depth):
             raise ValueError(
                 f"input_size {input_size} must be divisible by 4 * 2 ** hourglass_depth = "
@@ -152,13 +205,19 @@ class BodyNetNetwork(nn.Module):
             sum(channels[name] for name in self.pose3d_inputs), num_joints * depth_bins, **common
         )
         volume = num_joints * depth_bins if "pose3d" in self.shape_inputs else 0
-        self.shape = StackedHourglass(
-            sum(channels.get(name, 0) for name in self.shape_inputs), voxel_resolution,
-            extra_channels=volume, **common,
-        )  # fmt: skip
+        shape_channels = sum(channels.get(name, 0) for name in self.shape_inputs)
+        self.num_betas = num_betas
+        self.shape: StackedHourglass | BetasRegressor
+        if num_betas:
+            self.shape = BetasRegressor(shape_channels, volume, input_size, num_betas, features,
+                                        hourglass_depth)  # fmt: skip
+        else:
+            self.shape = StackedHourglass(shape_channels, voxel_resolution,
+                                          extra_channels=volume, **common)  # fmt: skip
         classes = num_part_classes or 1
         self.voxel_heads = nn.ModuleList(
-            VoxelHead(voxel_resolution, input_size // 4, classes) for _ in range(num_stacks)
+            VoxelHead(voxel_resolution, input_size // 4, classes)
+            for _ in range(0 if num_betas else num_stacks)
         )
 
     def forward(self, image: Tensor) -> BodyNetOutput:
@@ -176,7 +235,10 @@ class BodyNetNetwork(nn.Module):
         volume = pose3d[-1] if "pose3d" in self.shape_inputs else None  # depth as channels
         shape_input = [modalities[name] for name in self.shape_inputs if name in modalities]
         stacks = self.shape(torch.cat(shape_input, dim=1) if shape_input else None, volume)
-        out.voxels = [head(stack) for head, stack in zip(self.voxel_heads, stacks, strict=True)]
+        if self.num_betas:
+            out.betas = stacks
+        else:
+            out.voxels = [head(s) for head, s in zip(self.voxel_heads, stacks, strict=True)]
         return out
 
     def image_resolution_inputs(

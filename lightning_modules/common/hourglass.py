@@ -96,6 +96,60 @@ def stem(in_channels: int, features: int) -> nn.Sequential:
     )
 
 
+class InputBranch(nn.Module):
+    """The input of a stacked hourglass (module docstring): the stem of the image-resolution
+    input (none when `in_channels` is 0) and the residual that merges the second input."""
+
+    def __init__(self, in_channels: int, features: int, extra_channels: int = 0) -> None:
+        super().__init__()
+        if in_channels < 0 or extra_channels < 0 or in_channels + extra_channels == 0:
+            raise ValueError(
+                f"a stacked hourglass needs some input channels, got in_channels {in_channels} "
+                f"and extra_channels {extra_channels}"
+            )
+        self.in_channels, self.extra_channels = in_channels, extra_channels
+        self.stem = stem(in_channels, features) if in_channels else None
+        stem_channels = features if in_channels else 0
+        self.merge_extra = (
+            Residual(stem_channels + extra_channels, features) if extra_channels else None
+        )
+
+    def forward(self, x: Tensor | None, extra: Tensor | None = None) -> Tensor:
+        """(B, features, S / 4, S / 4): the stem's features of x (B, in_channels, S, S; None
+        without a stem), merged with extra (B, extra_channels, S / 4, S / 4) when there is a
+        second input."""
+        features = self._stem_features(x)
+        if self.merge_extra is not None:
+            if extra is None or extra.dim() != 4 or extra.shape[1] != self.extra_channels:
+                got = None if extra is None else tuple(extra.shape)
+                raise ValueError(
+                    f"expected the second input (B, {self.extra_channels}, S / 4, S / 4), got {got}"
+                )
+            if features is not None and (
+                extra.shape[0] != features.shape[0] or extra.shape[-2:] != features.shape[-2:]
+            ):
+                raise ValueError(
+                    f"the second input {tuple(extra.shape)} must match the stem's output "
+                    f"{tuple(features.shape)} in batch and resolution"
+                )
+            merged = extra if features is None else torch.cat((features, extra), dim=1)
+            features = self.merge_extra(merged)
+        elif extra is not None:
+            raise ValueError("this network takes no second input (extra_channels = 0)")
+        assert features is not None
+        return features
+
+    def _stem_features(self, x: Tensor | None) -> Tensor | None:
+        if self.stem is None:
+            if x is not None:
+                raise ValueError("this network takes no image-resolution input (in_channels = 0)")
+            return None
+        if x is None or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = None if x is None else tuple(x.shape)
+            raise ValueError(f"expected input (B, {self.in_channels}, S, S), got {got}")
+        return self.stem(x)
+
+
 class StackedHourglass(nn.Module):
     """`num_stacks` hourglasses with intermediate supervision (module docstring).
 
@@ -124,18 +178,9 @@ class StackedHourglass(nn.Module):
         super().__init__()
         if num_stacks < 1:
             raise ValueError(f"num_stacks must be at least 1, got {num_stacks}")
-        if in_channels < 0 or extra_channels < 0 or in_channels + extra_channels == 0:
-            raise ValueError(
-                f"a stacked hourglass needs some input channels, got in_channels {in_channels} "
-                f"and extra_channels {extra_channels}"
-            )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.extra_channels = extra_channels
-        self.stem = stem(in_channels, features) if in_channels else None
-        stem_channels = features if in_channels else 0
-        self.merge_extra = (
-            Residual(stem_channels + extra_channels, features) if extra_channels else None
-        )
+        self.inputs = InputBranch(in_channels, features, extra_channels)
         self.hourglasses = nn.ModuleList(Hourglass(depth, features) for _ in range(num_stacks))
         self.features = nn.ModuleList(
             nn.Sequential(
@@ -157,25 +202,7 @@ class StackedHourglass(nn.Module):
     def forward(self, x: Tensor | None, extra: Tensor | None = None) -> list[Tensor]:
         """x: (B, in_channels, S, S), None when `in_channels` is 0; extra: (B, extra_channels,
         S / 4, S / 4) when `extra_channels` > 0."""
-        features = self._stem_features(x)
-        if self.merge_extra is not None:
-            if extra is None or extra.dim() != 4 or extra.shape[1] != self.extra_channels:
-                got = None if extra is None else tuple(extra.shape)
-                raise ValueError(
-                    f"expected the second input (B, {self.extra_channels}, S / 4, S / 4), got {got}"
-                )
-            if features is not None and (
-                extra.shape[0] != features.shape[0] or extra.shape[-2:] != features.shape[-2:]
-            ):
-                raise ValueError(
-                    f"the second input {tuple(extra.shape)} must match the stem's output "
-                    f"{tuple(features.shape)} in batch and resolution"
-                )
-            merged = extra if features is None else torch.cat((features, extra), dim=1)
-            features = self.merge_extra(merged)
-        elif extra is not None:
-            raise ValueError("this network takes no second input (extra_channels = 0)")
-        assert features is not None
+        features = self.inputs(x, extra)
         outputs = []
         for index, hourglass in enumerate(self.hourglasses):
             hidden = self.features[index](hourglass(features))
@@ -185,13 +212,3 @@ class StackedHourglass(nn.Module):
                 back = self.feature_back[index](hidden) + self.prediction_back[index](prediction)
                 features = features + back
         return outputs
-
-    def _stem_features(self, x: Tensor | None) -> Tensor | None:
-        if self.stem is None:
-            if x is not None:
-                raise ValueError("this network takes no image-resolution input (in_channels = 0)")
-            return None
-        if x is None or x.dim() != 4 or x.shape[1] != self.in_channels:
-            got = None if x is None else tuple(x.shape)
-            raise ValueError(f"expected input (B, {self.in_channels}, S, S), got {got}")
-        return self.stem(x)

@@ -189,7 +189,7 @@ def test_fit_then_eval_reuses_the_fits_for_the_set_and_its_subsets(
                    *paths])  # fmt: skip
     assert status == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "reused 0" in line and "fits/surreal_val_bodynet.npz" in line
+    assert "reused 0" in line and "fits/occupancy_surreal_val_bodynet.npz" in line
     _, full = evaluate(checkpoint, "surreal_bodynet_fit", paths, tiny_world, out_root=tmp_path,
                        fit_steps=5)  # fmt: skip
     assert full["fit"]["fitted"] == 0 and full["fit"]["reused"] == full["num_samples"]
@@ -202,6 +202,57 @@ def test_fit_then_eval_reuses_the_fits_for_the_set_and_its_subsets(
         from experiments.fitting import fit
 
         fit(checkpoint, "surreal_bodynet", paths, tiny_world, out_root=tmp_path)
+
+
+def test_smplifypp_fits_the_networks_inputs_into_its_own_cache(
+    checkpoint, tiny_world, body_models_root, tmp_path
+) -> None:
+    from experiments.evaluate import evaluate
+
+    paths = [f"body_model.root={body_models_root}"]
+    _, results = evaluate(checkpoint, "surreal_smplifypp", paths, tiny_world, out_root=tmp_path,
+                          fit_steps=5)  # fmt: skip
+    assert set(results["metrics"]) == {"pve_mm"} and results["metrics"]["pve_mm"] > 0
+    assert results["fit"]["fitted"] == results["num_samples"] > 0
+    assert results["fit"]["cache"].endswith("fits/inputs_surreal_val_bodynet.npz")
+    _, again = evaluate(checkpoint, "surreal_smplifypp_s10", paths, tiny_world,
+                        out_root=tmp_path, fit_steps=5)  # fmt: skip
+    assert again["fit"]["fitted"] == 0 and again["fit"]["reused"] == again["num_samples"]
+    # The voxel fit of the same checkpoint is another objective: nothing of SMPLify++'s reused.
+    _, voxels = evaluate(checkpoint, "surreal_bodynet_fit_s10", paths, tiny_world,
+                         out_root=tmp_path, fit_steps=5)  # fmt: skip
+    assert voxels["fit"]["fitted"] == voxels["num_samples"]
+    with pytest.raises(ValueError, match=r"surreal_betas_fit needs betas, which BodyNetModule"):
+        evaluate(checkpoint, "surreal_betas_fit", paths, tiny_world, out_root=tmp_path,
+                 fit_steps=5)  # fmt: skip
+
+
+def test_the_betas_regressor_is_scored_with_its_betas_posed_on_its_joints(
+    tmp_path_factory, tiny_world, body_models_root, tmp_path
+) -> None:
+    from experiments.config import load_experiment
+    from experiments.evaluate import evaluate
+    from experiments.train import train
+
+    paths = [f"body_model.root={body_models_root}"]
+    cfg = load_experiment("bodynet_tiny", [
+        *paths, f"output_root={tmp_path_factory.mktemp('betas')}", "logger=none",
+        "model.network.num_betas=10",
+        "~model.loss_weights.voxels", "~model.loss_weights.reproj_front",
+        "~model.loss_weights.reproj_side", "+model.loss_weights.betas=1.0",
+        "trainer.max_steps=2", "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", *SMALL,
+    ], data_root=tiny_world)  # fmt: skip
+    checkpoint = train(cfg) / "checkpoints" / "last.ckpt"
+    _, results = evaluate(checkpoint, "surreal_betas_fit", paths, tiny_world, out_root=tmp_path,
+                          fit_steps=5)  # fmt: skip
+    assert results["metrics"]["pve_mm"] > 0
+    assert results["fit"]["fitted"] == results["num_samples"] > 0
+    with np.load(results["fit"]["cache"]) as fits:
+        betas = fits["betas"]
+    assert np.abs(betas).sum() > 0 and len(np.unique(betas.round(6), axis=0)) == len(betas)
+    with pytest.raises(ValueError, match="occupancy"):  # it predicts no voxels to fit
+        evaluate(checkpoint, "surreal_bodynet_fit", paths, tiny_world, out_root=tmp_path)
 
 
 def test_fit_occupancy_recovers_a_voxelized_body(neutral_model) -> None:

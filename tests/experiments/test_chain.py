@@ -40,9 +40,11 @@ TRAINED = {
        for inputs in ("pose2d", "rgb", "segm", "pose3d", "segm_pose3d")},
     **{f"bodynet_pose3d_from_{inputs}": {"pose3d"}
        for inputs in ("rgb", "pose2d", "segm", "pose2d_segm")},
+    "bodynet_betas_regression": {"shape"},
 }  # fmt: skip
-# Input ablations: the subnetwork whose inputs change starts fresh (its weights differ in shape).
-REINITIALISED = {"bodynet_parts": "shape", **{
+# Input ablations and the betas regressor: the subnetwork whose inputs or kind change starts
+# fresh (its weights differ in shape).
+REINITIALISED = {"bodynet_parts": "shape", "bodynet_betas_regression": "shape", **{
     name: next(iter(trained)) for name, trained in TRAINED.items() if "_from_" in name
 }}  # fmt: skip
 

@@ -65,6 +65,11 @@ def test_the_bodynet_tables_are_declared_on_registered_benchmarks() -> None:
     assert bodynet.paper == (65.8, 72.2, 76.6)  # full, s20, s10 surface error (mm)
     a3 = tables.load_table(tables.table_path("bodynet_tableA3"))
     assert a3.columns[1].unavailable == "needs a raw or 3DMPPE-format Human3.6M reader"
+    smplifypp = next(row for row in table2.rows if row.label.startswith("2. SMPLify++"))
+    assert [smplifypp.benchmark(c) for c in table2.columns] == [
+        "surreal_smplifypp", "surreal_smplifypp_s20", "surreal_smplifypp_s10",
+    ]  # fmt: skip
+    assert [bodynet.benchmark(c) for c in table2.columns] == [c.benchmark for c in table2.columns]
 
 
 GOOD = {
@@ -88,6 +93,12 @@ GOOD = {
         (lambda t: t.pop("select"), "select.monitor"),
         (lambda t: t["select"].update(mode="lowest"), "select.mode"),
         (lambda t: t.update(columns=[]), "columns"),
+        (lambda t: t["rows"][0].update(benchmarks={"pw3d_occ": "pw3d_test"}), "pw3d_occ"),
+        (lambda t: t["rows"][0].update(benchmarks={"pw3d_test": "pw3d_tset"}), "pw3d_tset"),
+        (
+            lambda t: t["rows"][0].update(benchmarks={"pw3d_test": "surreal_bodynet_parts"}),
+            "rows[0].benchmarks",
+        ),
     ],
 )
 def test_a_mistake_in_a_table_names_the_file_and_the_key(tmp_path: Path, change, named) -> None:

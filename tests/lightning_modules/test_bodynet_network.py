@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_modules.bodynet.network import BodyNetNetwork, VoxelHead
+from lightning_modules.bodynet.network import BetasRegressor, BodyNetNetwork, VoxelHead
 from lightning_modules.common.hourglass import Hourglass, StackedHourglass
 
 TINY = {"input_size": 64, "voxel_resolution": 32, "features": 32, "hourglass_depth": 2}
@@ -94,7 +94,7 @@ def test_the_shape_network_reads_exactly_its_inputs(shape_inputs, upstream) -> N
     out = network(torch.randn(2, 3, 64, 64))
     assert out.voxels[-1].shape == (2, 32, 32, 32)
     assert _reached(network, out.voxels[-1]) == upstream | {"shape"}
-    assert (network.shape.stem is None) == (shape_inputs == ["pose3d"])
+    assert (network.shape.inputs.stem is None) == (shape_inputs == ["pose3d"])
     channels = {"rgb": 3, "pose2d": 16, "segm": 15}
     assert network.shape.in_channels == sum(channels.get(name, 0) for name in shape_inputs)
 
@@ -128,3 +128,15 @@ def test_unknown_or_missing_inputs_are_named() -> None:
         stem_free(torch.randn(1, 3, 16, 16), torch.randn(1, 5, 4, 4))
     with pytest.raises(ValueError, match="needs some input"):
         StackedHourglass(0, 4, num_stacks=1, features=8, depth=1)
+
+
+def test_the_betas_regressor_has_the_papers_fully_connected_sizes() -> None:
+    # Appendix B.2 at the paper's sizes: 256 x 256 input, hourglass depth 4 -> 128 x 4 x 4.
+    regressor = BetasRegressor(3 + 16 + 15, 16 * 19, 256, features=16, depth=4)
+    sizes = [(m.in_features, m.out_features) for m in regressor.regressor
+             if isinstance(m, torch.nn.Linear)]  # fmt: skip
+    assert sizes == [(2048, 1024), (1024, 512), (512, 10)]
+    network = BodyNetNetwork(num_stacks=1, num_betas=10, **TINY)
+    assert len(network.voxel_heads) == 0
+    with pytest.raises(ValueError, match="num_part_classes"):
+        BodyNetNetwork(num_stacks=1, num_betas=10, num_part_classes=7, **TINY)
