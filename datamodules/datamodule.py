@@ -10,7 +10,8 @@ Training samples the datasets with the configured ratios, as SPIN and PARE train
 picks a dataset with probability ratio / sum of ratios, then one of its samples uniformly),
 `samples_per_epoch` draws per epoch (default: the total size). A single training entry without
 a ratio is plain shuffling. Validation and test splits keep their order, one DataLoader each,
-in the order given (their names are `val_names` / `test_names`).
+in the order given (their names are `val_names` / `test_names`). An evaluation entry may add
+`image_masks: true` (`CropDataset`'s original-resolution silhouettes in `meta`).
 
 `batch_size` is the global batch; the per-device batch is batch_size / world size and must
 divide exactly (ValueError otherwise). Sampling (`datamodules.sampling`): training draws are a
@@ -114,6 +115,7 @@ class CropDataModule(pl.LightningDataModule):
             self.box_factor,
             self.skip_bad_samples,
             self.cache_decoded_crops and train,
+            image_masks=bool(spec.get("image_masks", False)),
         )
 
     def setup(self, stage: str | None = None) -> None:

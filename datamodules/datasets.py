@@ -17,6 +17,10 @@ the photometric augmentation, makes tensors and hands the sample to the method's
   `datamodules.sampling.TrainSampler`) draws its augmentation from a NumPy generator seeded
   with `seed`, so the crop depends on the draw alone and a resumed run repeats it exactly; a
   plain index seeds the generator from torch's RNG (seeded per worker by Lightning).
+- `image_masks`: `meta["image_mask"]` is the record's person silhouette (H, W) bool at the
+  original image size (None without `has_mask`), for metrics taken at the original resolution
+  (BodyNet's UP-3D silhouettes); with `meta["crop_matrix"]` it maps a crop-space prediction
+  back. A test split asks for it with `image_masks: true` in its DataModule entry.
 """
 
 from __future__ import annotations
@@ -52,8 +56,10 @@ class CropDataset(Dataset):
         skip_bad_samples: bool = False,
         cache_decoded_crops: bool = False,
         normalize: bool = True,
+        image_masks: bool = False,
     ) -> None:
         self.reader, self.crop_size = reader, crop_size
+        self.image_masks = image_masks
         self.augmentation, self.target_transform = augmentation, target_transform
         self.box_factor, self.normalize = box_factor, normalize
         self.skip_bad_samples, self.cache_decoded_crops = skip_bad_samples, cache_decoded_crops
@@ -116,6 +122,9 @@ class CropDataset(Dataset):
         )
         crop.image = augmentation.photometric(crop.image, rng)
         sample = to_tensors(crop, self.normalize)
+        if self.image_masks:  # scoring at the original resolution (BodyNet's UP-3D silhouettes)
+            mask = record.mask if bool(record.flags.get("has_mask")) else None
+            sample["meta"]["image_mask"] = None if mask is None else mask.astype(bool)
         return self.target_transform(sample) if self.target_transform else sample
 
     def _box_factor(self, item: tuple[int, int]) -> float:

@@ -54,8 +54,12 @@ UP-3D records (one person each, `joint_set` `lsp_14`):
   their size equals the image's). `extra_maps["silhouette"]` (bool, 255 = person), also the
   record's `mask` (`has_mask`), and `extra_maps["parts6"]` (uint8 0 background, 1..6 parts,
   255 unlabelled, kept so that losses can ignore it). That the part ids follow the UP 6-part
-  grouping below is **unverified**. No 24-part SMPL labels (`has_part_segm` False), no
-  instance map.
+  grouping below is **unverified**. No instance map.
+- Part labels (`part_segm`, `has_part_segm`): the 24 SMPL parts of the fit, rendered with the
+  fit camera K at the image size by `datamodules.part_labels` (cached per image, keyed by the
+  `_body.pkl`), as BodyNet obtains UP-3D's training segmentations "from the provided 3D SMPL
+  fits" (section 4.5); they need `ReaderOptions.body_models`, and a reader without them or
+  with `render_part_labels` False gives none (`has_part_segm` False).
 
 up-s31 records: `NNNNN_image.png` with `extra_maps["parts31"]` (`NNNNN_ann.png`, uint8 0 background,
 1..31 regions of `REGIONS_31`) and `extra_maps["parts6"]` (the UP 6-part grouping of
@@ -88,6 +92,7 @@ from PIL import Image
 from body import joint_sets
 from datamodules.base import DatasetReader, register_reader
 from datamodules.io import DataError, MissingDataError, field, missing, read_image, read_pickle
+from datamodules.part_labels import cached_part_maps
 from datamodules.records import (
     NUM_CANONICAL,
     PersonRecord,
@@ -546,6 +551,10 @@ class UP3DReader(DatasetReader):
         box = mask_box(render.min(axis=2) < 255)
         return box if np.isfinite(box).all() else keypoint_box(keypoints)
 
+    @property
+    def _renders_parts(self) -> bool:
+        return self.options.render_part_labels and self.options.body_models is not None
+
     def _up3d_record(self, index: int, load_image: bool) -> SceneRecord:
         up_id = self.entries[index][0]
         sample_id = f"up3d/{up_id}"
@@ -558,7 +567,8 @@ class UP3DReader(DatasetReader):
             dataset=self.dataset_id, split=self.split, index=index, sample_id=sample_id,
             image_path=fit.image_path, image_size=fit.image_size, K=fit.K,
             joint_set=self.joint_set, people=[person],
-            flags=image_flags(has_mask="silhouette" in masks),
+            flags=image_flags(has_mask="silhouette" in masks,
+                              has_part_segm=self._renders_parts),
             meta={"up3d_id": up_id, "source": source, "source_index": source_index,
                   "quality": _read_line(self._path(up_id, "quality_info.txt"), "quality info"),
                   "fit_crop": fit.crop.as_list(), "fit_focal": fit.focal.tolist()},
@@ -570,6 +580,11 @@ class UP3DReader(DatasetReader):
                 record.extra_maps["silhouette"] = record.mask
             if "parts6" in masks:
                 record.extra_maps["parts6"] = read_label_map(masks["parts6"], sample_id)
+            if self._renders_parts:
+                record.part_segm, _ = cached_part_maps(
+                    self.cache_root, self.data_root, self._path(up_id, "body.pkl"), up_id,
+                    self.body_models, record.people, record.K, record.image_size,
+                )  # fmt: skip
         return record
 
     def _lsp_mask_paths(

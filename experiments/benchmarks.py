@@ -46,6 +46,17 @@ Protocols:
   whose true shape lies farthest from the mean shape (mean vertex distance between the body
   with its betas and with zero betas, same pose and gender; `shape_extremes`).
 
+- `bodynet_silhouette` (paper table 3, UP-3D): `silhouette/...` (`metrics.SilhouetteScores`:
+  accuracy, foreground IoU, `f1_fg`, `f1_mean`, counts over the set) at the original image
+  resolution: the front view of the predicted occupancy (max over depth, (R, R) over the crop)
+  resampled bilinearly into the image through the inverse of the crop's warp
+  (`meta["crop_matrix"]`), 0 outside the crop, thresholded at 0.5, against the image's person
+  mask (`meta["image_mask"]`; the benchmark asks the DataModule for it with `image_masks`;
+  UP-3D: upi-s1h's manual LSP segmentation), samples without a mask skipped; and `pve_mm` of
+  the fitted body as in `bodynet_surface`, against UP-3D's SMPLify fit (neutral). T1 is the
+  LSP-sourced test images (`up3d_t1`: split `lsp_test`, 639 in the release; that this is the
+  paper's T1 is unverified, datasets.md 2.4); T2 (Tan et al.'s 139 images) has no known list.
+
 What a protocol reads of a method's output is an `Estimate`: one person per crop, with the
 SMPL parameters and the extras the method has; the training-mean baseline is an `Estimate`
 too (pose and betas only) and goes through the same functions.
@@ -101,6 +112,8 @@ class Benchmark:
             (`experiments.fitting.OBJECTIVES`: BodyNet's surface error), None for none.
         subset: a function (dataset, body models) -> the sample positions scored, or None for
             every sample of the split.
+        image_masks: the protocol reads the original-resolution person masks
+            (`meta["image_mask"]`, `datamodules.datasets.CropDataset`).
     """
 
     id: str
@@ -113,6 +126,7 @@ class Benchmark:
     description: str
     fit: str | None = None
     subset: Callable[[Any, BodyModels], list[int]] | None = None
+    image_masks: bool = False
 
 
 def _spin_14_metrics() -> list[metrics.SuiteMetric]:
@@ -165,6 +179,10 @@ def mean_shape_distances(dataset: Any, models: BodyModels) -> dict[int, float]:
     mean, _ = posed_bodies(models, pose, torch.zeros_like(betas), gender)
     distances = (true - mean).norm(dim=-1).mean(dim=-1)
     return {i: float(d) for (i, _), d in zip(kept, distances, strict=True)}
+
+
+def _bodynet_silhouette_metrics() -> list[metrics.SuiteMetric]:
+    return [metrics.SilhouetteScores(), metrics.PVE(align="none")]
 
 
 def _surface_error_metrics() -> list[metrics.SuiteMetric]:
@@ -280,6 +298,20 @@ BENCHMARKS: dict[str, Benchmark] = {
             _bodynet_benchmark(objective, suffix, fraction, label)
             for objective in FIT_BENCHMARKS
             for suffix, fraction, label in SHAPE_SUBSETS
+        ),
+        Benchmark(
+            id="up3d_t1",
+            dataset="up3d",
+            split="lsp_test",
+            protocol="bodynet_silhouette",
+            joint_set=BODYNET_JOINT_SET,
+            metrics=_bodynet_silhouette_metrics,
+            needs=("keypoints3d", "extras.occupancy", "extras.root_depth"),
+            description="UP-3D T1 (the LSP-sourced test images): silhouette accuracy, IoU and "
+            "F1 of the projected voxels at image resolution against the manual masks; SMPL "
+            "surface error (PVE, mm) of the neutral body fitted to the voxels",
+            fit="occupancy",
+            image_masks=True,
         ),
     )
 }
@@ -520,6 +552,50 @@ def score_bodynet_surface(
             metric.update(compared.pred_vertices, compared.target_vertices)
 
 
+def image_silhouette(
+    front: Tensor, crop_matrix: Any, crop_size: int, image_size: tuple[int, int]
+) -> Tensor:
+    """(H, W) bool: a crop's front-view occupancy (R, R) probabilities in the original image
+    (module docstring, `bodynet_silhouette`). `crop_matrix` (3, 3) maps image pixels to crop
+    pixels; grid cell i of R spans crop pixels [i S / R - 0.5, (i + 1) S / R - 0.5]."""
+    height, width = image_size
+    matrix = torch.as_tensor(np.asarray(crop_matrix), dtype=torch.float64)
+    rows, cols = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64), torch.arange(width, dtype=torch.float64),
+        indexing="ij",
+    )  # fmt: skip
+    pixels = torch.stack((cols, rows, torch.ones_like(rows)), dim=-1) @ matrix.T
+    normalised = (pixels[..., :2] + 0.5) / crop_size * 2.0 - 1.0  # align_corners=False
+    grid = normalised[None].to(device=front.device, dtype=torch.float32)
+    sampled = F.grid_sample(front.float()[None, None], grid, align_corners=False)
+    return sampled[0, 0] >= 0.5
+
+
+def score_bodynet_silhouette(
+    benchmark_metrics: Sequence[metrics.SuiteMetric],
+    estimate: Estimate,
+    batch: Mapping,
+    models: BodyModels,
+) -> None:
+    """Update the image-resolution silhouette scores and the surface error (module docstring)."""
+    compared = None if estimate.pose is None else compare_meshes(estimate, batch, models)
+    crop_size = int(batch["image"].shape[-1])
+    for metric in benchmark_metrics:
+        if isinstance(metric, metrics.SilhouetteScores):
+            if "occupancy" not in estimate.extras:
+                continue
+            fronts = estimate.extras["occupancy"].amax(dim=1)  # (B, R, R): max over depth
+            for front, meta in zip(fronts, batch["meta"], strict=True):
+                if meta.get("image_mask") is None:
+                    continue
+                truth = torch.as_tensor(meta["image_mask"], device=front.device)
+                height, width = truth.shape
+                predicted = image_silhouette(front, meta["crop_matrix"], crop_size, (height, width))
+                metric.update(predicted[None], truth[None].bool())
+        elif compared is not None:
+            metric.update(compared.pred_vertices, compared.target_vertices)
+
+
 Scorer = Callable[[Sequence[metrics.SuiteMetric], Estimate, Mapping, BodyModels], None]
 SCORERS: dict[str, Scorer] = {
     "spin_14": score_spin_14,
@@ -527,6 +603,7 @@ SCORERS: dict[str, Scorer] = {
     "bodynet_volume": score_bodynet_volume,
     "bodynet_parts": score_bodynet_parts,
     "bodynet_surface": score_bodynet_surface,
+    "bodynet_silhouette": score_bodynet_silhouette,
 }
 
 

@@ -368,7 +368,9 @@ def benchmark_loader(
     """(loader, number of samples) of the benchmark's split as the experiment's DataModule
     serves a test split (the benchmark's `subset` of it when it has one, then the first
     `limit` samples only, when given); ValueError when nothing is selected."""
-    spec = {"dataset": benchmark.dataset, "split": benchmark.split}
+    spec: dict[str, Any] = {"dataset": benchmark.dataset, "split": benchmark.split}
+    if benchmark.image_masks:
+        spec["image_masks"] = True
     datamodule = _instantiate(cfg.data, "data", train=[], val={}, test={benchmark.id: spec})
     datamodule.setup("test")
     loader = datamodule.test_dataloader()[0]

@@ -43,7 +43,7 @@ def ci_world(tmp_path_factory: pytest.TempPathFactory, body_models_root: Path) -
     return root
 
 
-TINY_WORLD_DATASETS = ("coco", "h36m", "pw3d", "surreal")
+TINY_WORLD_DATASETS = ("coco", "h36m", "pw3d", "surreal", "up3d")
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,8 @@ constant baseline (`lightning_modules.bodynet.baseline`, fitted at the start of 
 
 Prediction (`predict_step`): the canonical `Prediction` with `keypoints3d` from the 3D pose
 volume (the `bodynet_16` joints scattered into the canonical superset; other entries zero) at
-the true root depth when the batch has 3D joints, else at `default_root_depth`; no SMPL
+the true root depth when the batch has 3D joints, else at the targets' `bodynet_root_depth`
+(the SMPL fit's, UP-3D), else at `default_root_depth`; no SMPL
 parameters (SMPL fitting, section 3.4, is a separate step). `extras`: `occupancy` (B, 1, R, R,
 R) foreground probabilities (`occupancy` above; for the part network also `part_occupancy`
 (B, 1, K, R, R, R) class probabilities),
@@ -372,6 +373,9 @@ class BodyNetModule(pl.LightningModule):
         output = self(batch["image"])
         batch_size = batch["image"].shape[0]
         root_depth = torch.full((batch_size,), self.default_root_depth, device=self.device)
+        if "bodynet_root_depth" in batch:
+            known_depth = batch["bodynet_root_depth"].to(root_depth)
+            root_depth = torch.where(known_depth > 0, known_depth, root_depth)
         if "keypoints3d" in batch:
             truth = batch["keypoints3d"][:, JOINTS[ROOT]]
             known = batch.get("has_keypoints3d", torch.zeros_like(truth[:, 0], dtype=torch.bool))

@@ -14,8 +14,14 @@
 - `bodynet_voxels` (R, R, R) bool: the posed ground-truth mesh voxelized in BodyNet's
   crop-aligned grid (`geometry.volumes.bodynet_voxelize`, root at the middle depth), and
   `has_bodynet_voxels` (the sample has SMPL in the crop's camera);
-- `bodynet_silhouette` (R, R) float32: the front-view target, the crop's person mask averaged
-  over each grid cell and thresholded at 0.5 (the paper's ground-truth 2D segmentation);
+- `bodynet_root_depth` () float32: the depth (metres) of the root the grid is centred on, the
+  "known" root depth of BodyNet's evaluation (section 4.1): the labelled 3D root joint, else
+  the posed SMPL's (UP-3D has SMPL fits but no 3D joints); 0 when there is neither;
+- `bodynet_silhouette` (R, R) float32: the front-view target, the body's silhouette averaged
+  over each grid cell and thresholded at 0.5 (the paper's ground-truth 2D segmentation): the
+  foreground of the part labels where the sample has them (SURREAL's segmentation; UP-3D's
+  rendered SMPL fit, the "SMPL silhouettes" BodyNet supervises UP-3D with, appendix A.2), else
+  the person mask, else the front view of the ground-truth voxels;
 - with `part_voxels`: `bodynet_part_voxels` (R, R, R) int64, the `bodynet_7` class of each
   voxel (`geometry.volumes.voxelize_labels`), and `bodynet_part_front` (R, R) int64, the class
   of each grid column from the part labels.
@@ -142,24 +148,33 @@ class BodyNetTargets:
         volume = volume * weight[:, None, None, None]
         return volume, weight
 
+    def labelled_root_depth(self, sample: dict) -> float:
+        """z (metres) of the labelled camera-frame root joint, 0 when there is none."""
+        root = sample["keypoints3d"][self.joints[self.root]]
+        usable = bool(sample["has_keypoints3d"]) and not bool(
+            sample.get("keypoints3d_root_relative", torch.tensor(False))
+        )
+        return float(root[2]) if usable and root[3] > 0 and root[2] > 0 else 0.0
+
     def voxel_targets(self, sample: dict) -> dict[str, Tensor]:
         resolution = self.voxel_resolution
-        targets: dict[str, Tensor] = {
-            "bodynet_silhouette": silhouette_target(sample["mask"], resolution),
-            "has_bodynet_voxels": torch.tensor(has_voxels(sample)),
-        }
+        targets: dict[str, Tensor] = {"has_bodynet_voxels": torch.tensor(has_voxels(sample))}
         voxels = torch.zeros((resolution,) * 3, dtype=torch.bool)
         part_voxels = torch.zeros((resolution,) * 3, dtype=torch.int64)
+        root_depth = self.labelled_root_depth(sample)
         if targets["has_bodynet_voxels"]:
             cached = None if self.cache is None else self.cache.grid(sample, self.models())
-            if cached is not None and not self.part_voxels:
+            if cached is not None and not self.part_voxels and root_depth > 0:
                 voxels = cached
             else:
                 body = posed_body(self.models(), sample)
+                root_depth = body.root_depth
                 voxels = cached if cached is not None else body_voxels(body, sample, resolution)
                 if self.part_voxels:
                     part_voxels = body_part_voxels(body, sample, resolution)
         targets["bodynet_voxels"] = voxels
+        targets["bodynet_root_depth"] = torch.tensor(max(root_depth, 0.0), dtype=torch.float32)
+        targets["bodynet_silhouette"] = front_silhouette(sample, voxels)
         if self.part_voxels:
             targets["bodynet_part_voxels"] = part_voxels
             targets["bodynet_part_front"] = part_front_target(sample, resolution)
@@ -177,8 +192,13 @@ class PosedBody:
 
 
 def has_voxels(sample: dict) -> bool:
-    """Whether the sample's voxels can be built: SMPL in the crop's camera."""
-    return bool(sample["has_smpl"]) and bool(sample.get("has_camera", torch.tensor(True)))
+    """Whether the sample's voxels can be built: it has SMPL ground truth. Every reader puts
+    the SMPL in the camera of the record's K (a fit is moved into the camera that projects it
+    onto the image), and BodyNet's grid uses K only through that projection and the depth
+    scale f / z_root, so the grid is the body's own geometry whether or not K is a calibration
+    (`has_camera`): UP-3D's voxels are those of its SMPLify fits with their f = 5000 camera, as
+    BodyNet fine-tunes on them (section 4.5)."""
+    return bool(sample["has_smpl"])
 
 
 def posed_body(models: Any, sample: dict) -> PosedBody:
@@ -250,6 +270,15 @@ def part_front_target(sample: dict, size: int) -> Tensor:
     if not bool(sample["has_part_segm"]):
         return torch.full((size, size), IGNORE, dtype=torch.int64)
     return group_parts(_nearest(sample["part_segm"], size), "bodynet_7")
+
+
+def front_silhouette(sample: dict, voxels: Tensor) -> Tensor:
+    """The front-view target (R, R) of a sample (module docstring) given its voxels."""
+    if bool(sample["has_part_segm"]):
+        return silhouette_target(sample["part_segm"] > 0, voxels.shape[-1])
+    if bool(sample["has_mask"]):
+        return silhouette_target(sample["mask"], voxels.shape[-1])
+    return voxels.amax(dim=0).float()
 
 
 def silhouette_target(mask: Tensor, resolution: int) -> Tensor:

@@ -21,9 +21,9 @@ augmentation. 128^3 takes 256 KiB per sample, 32^3 4 KiB.
 `key` is `datamodules.cache.source_key` of the split's source (SURREAL: the split folder and
 the size and mtime of every clip's `_info.mat`; UP-3D: the split list and every listed image's
 annotation files) with the split, resolution, crop size, box factor and the body model's name
-and sha256, so editing an annotation or changing the model makes a new entry. UP-3D records
-say `has_camera` False (the fit's f = 5000 is an assumption, not a calibration), for which
-`BodyNetTargets` builds no voxels: their entries hold `has_voxels` False and zero grids.
+and sha256, so editing an annotation or changing the model makes a new entry. UP-3D's grids
+are those of its SMPLify fits in the fit camera (`targets.has_voxels`); its images without a
+fit hold `has_voxels` False and zero grids.
 
 Reading (`VoxelCache`, from `BodyNetTargets(cache_root=..., data_root=...)`): the entry of the
 sample's dataset, split, crop side and the transform's resolution is found once per worker; a
@@ -71,7 +71,7 @@ from datamodules.up3d import S31_LIST, S31_SPLITS, UP3DReader
 
 log = logging.getLogger(__name__)
 
-STEP, CACHE_VERSION = "bodynet_voxels", 1
+STEP, CACHE_VERSION = "bodynet_voxels", 2  # 2: UP-3D fits voxelized
 DATASETS = ("surreal", "up3d")
 # The test-time crop: CropDataset's default box factor (read from it, so the two cannot drift).
 DEFAULT_BOX_FACTOR: float = inspect.signature(CropDataset).parameters["box_factor"].default

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from body.joint_sets import canonical_indices
 from body.safe_pickle import UnsafePickleError, dumps_legacy_pickle, load_pickle
@@ -336,3 +337,21 @@ def test_fit_crop_outside_the_image(tmp_path):
     path.write_text("201 145 0 202 0 145\n")
     with pytest.raises(DataError, match="does not fit the 201x145 image"):
         read_fit_crop(path, (201, 145))
+
+
+def test_part_labels_are_rendered_from_the_fit(root, reader_options):
+    """BodyNet's UP-3D segmentation targets come from the SMPL fits: the rendered 24-part map
+    covers what the distributed render of the fit covers."""
+    reader = UP3DReader(root, "train", reader_options)
+    for index in range(len(reader)):
+        record = reader.record(index)
+        assert record.flags["has_part_segm"] and record.part_segm is not None
+        assert record.part_segm.shape == record.image_size and record.part_segm.max() <= 24
+        up_id = record.meta["up3d_id"]
+        render = np.asarray(Image.open(root / "up3d" / "up-3d" / f"{up_id}_render_light.png"))
+        fit = render.min(axis=2) < 255
+        parts = record.part_segm > 0
+        assert (fit & parts).sum() / (fit | parts).sum() > 0.9, up_id
+    without = UP3DReader(root, "train", ReaderOptions(render_part_labels=False))
+    record = without.record(0)
+    assert not record.flags["has_part_segm"] and record.part_segm is None

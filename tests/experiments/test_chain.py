@@ -41,6 +41,7 @@ TRAINED = {
     **{f"bodynet_pose3d_from_{inputs}": {"pose3d"}
        for inputs in ("rgb", "pose2d", "segm", "pose2d_segm")},
     "bodynet_betas_regression": {"shape"},
+    "bodynet_up3d_finetune": {"pose2d", "segm", "pose3d", "shape"},
 }  # fmt: skip
 # Input ablations and the betas regressor: the subnetwork whose inputs or kind change starts
 # fresh (its weights differ in shape).

@@ -91,6 +91,28 @@ def test_absent_annotations_give_zero_weight(samples, body_models_root) -> None:
     assert (out["bodynet_segm"] == -100).all()
 
 
+def test_the_front_silhouette_and_root_depth_come_from_what_the_sample_has(
+    samples, body_models_root
+) -> None:
+    """Part labels first (SURREAL's segmentation, UP-3D's rendered fit), then the mask, then
+    the voxels' front view; the root depth from the 3D joints, else from the posed SMPL."""
+    transform = BodyNetTargets(str(body_models_root), voxel_resolution=32)
+    sample, full = samples[0]
+    root = sample["keypoints3d"][canonical_indices("bodynet_16")[6]]
+    assert float(full["bodynet_root_depth"]) == pytest.approx(float(root[2]))
+    no_parts = dict(sample, has_part_segm=torch.tensor(False))
+    assert torch.equal(transform(no_parts)["bodynet_silhouette"], full["bodynet_silhouette"])
+    bare = dict(no_parts, has_mask=torch.tensor(False), mask=torch.zeros_like(sample["mask"]),
+                has_keypoints3d=torch.tensor(False))  # fmt: skip
+    out = transform(bare)
+    assert torch.equal(out["bodynet_silhouette"], out["bodynet_voxels"].amax(dim=0).float())
+    assert out["bodynet_silhouette"].sum() > 0
+    # SMPL's root joint (the pelvis) posed with the sample's gender: a few cm from the label.
+    assert float(out["bodynet_root_depth"]) == pytest.approx(float(root[2]), abs=0.05)
+    masked = dict(no_parts, mask=torch.zeros_like(sample["mask"]))
+    assert transform(masked)["bodynet_silhouette"].sum() == 0  # the mask, as it is
+
+
 def test_the_transform_pickles_without_its_body_models(samples, body_models_root) -> None:
     transform = BodyNetTargets(str(body_models_root), voxel_resolution=16)
     transform(samples[0][0])  # builds the models

@@ -192,7 +192,16 @@ def test_the_cli_prepares_the_tiny_world_once(tiny_world, body_models_root, tmp_
     assert main(argv) == 0
     first = capsys.readouterr().out
     assert f"surreal bodynet_voxels: {total} samples" in first and "built train" in first, first
-    assert len(list((tmp_path / "cache" / voxel_cache.STEP).glob("v1/*/COMPLETE"))) == 4
+    assert (
+        len(
+            list(
+                (tmp_path / "cache" / voxel_cache.STEP).glob(
+                    f"v{voxel_cache.CACHE_VERSION}/*/COMPLETE"
+                )
+            )
+        )
+        == 4
+    )
     assert main(argv) == 0
     assert "already built, nothing to do" in capsys.readouterr().out
     assert main(argv[:4] + argv[6:]) == 1
