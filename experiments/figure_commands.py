@@ -138,20 +138,25 @@ def predict(
 
 def body_fitter(cfg: Any) -> Any:
     """`prediction_rows`' `fit`: the vertices (B, V, 3) of the neutral body fitted to a
-    volumetric prediction (BodyNet section 3.4, `experiments.fitting.fit_estimate`), None for
-    a prediction without occupancy."""
+    volumetric prediction (BodyNet section 3.4, `experiments.fitting.fit_estimate`) or, for the
+    betas regressor, its betas posed on its 3D joints (`fit_estimate_joints`); None for a
+    prediction with neither."""
     from datamodules.base import BodyModels
     from experiments.benchmarks import estimate_from_prediction
-    from experiments.fitting import fit_estimate
+    from experiments.fitting import fit_estimate, fit_estimate_joints
 
     model = BodyModels(cfg.body_model.root, cfg.body_model.name).get(0, torch.float32)
 
     def fit(prediction: Any, batch: dict) -> torch.Tensor | None:
-        if "occupancy" not in prediction.extras:
+        if "occupancy" in prediction.extras:
+            fitting = fit_estimate
+        elif prediction.betas is not None and prediction.keypoints3d is not None:
+            fitting = fit_estimate_joints
+        else:
             return None
         estimate = estimate_from_prediction(prediction)
         rows = list(range(len(batch["image"])))
-        return fit_estimate(model.to(batch["image"].device), estimate, batch, rows).vertices
+        return fitting(model.to(batch["image"].device), estimate, batch, rows).vertices
 
     return fit
 
