@@ -194,6 +194,20 @@ def isosurface_points(occupancy: Tensor, level: float = 0.5) -> tuple[Tensor, Te
     return points, confidence
 
 
+def grid_frame(K: Tensor, root_depth: Tensor, crop_size: int, resolution: int) -> Frame:
+    """The `Frame` of BodyNet's crop-aligned grid of `resolution` cells per side for a batch of
+    crops (intrinsics K (B, 3, 3), root depths (B,)): `geometry.volumes.bodynet_grid_vertices`
+    per sample."""
+
+    def to_grid(vertices: Tensor) -> Tensor:
+        return torch.stack([
+            bodynet_grid_vertices(vertices[b], K[b], float(root_depth[b]), crop_size, resolution)
+            for b in range(len(vertices))
+        ])  # fmt: skip
+
+    return to_grid
+
+
 def fit_occupancy(
     model: BodyModel,
     occupancy: Tensor,
@@ -225,12 +239,7 @@ def fit_occupancy(
     for b, (points, confidence) in enumerate(surfaces):
         surface[b, : len(points)], weights[b, : len(points)] = points, confidence
 
-    def to_grid(vertices: Tensor) -> Tensor:
-        return torch.stack([
-            bodynet_grid_vertices(vertices[b], K[b], float(root_depth[b]), crop_size, resolution)
-            for b in range(len(vertices))
-        ])  # fmt: skip
-
+    to_grid = grid_frame(K, root_depth, crop_size, resolution)
     pose, transl = rigid_start(model, joints, joint_indices)
     return fit_body(model, surface, pose, transl, to_grid, weights, to_grid(joints),
                     joint_indices, joint_weight, steps=steps, lr=lr)  # fmt: skip
@@ -354,12 +363,7 @@ def fit_inputs(
     kept = (torch.ones_like(keypoints[..., 0], dtype=torch.bool)
             if keypoint_valid is None else keypoint_valid.bool())  # fmt: skip
 
-    def to_frame(vertices: Tensor) -> Tensor:
-        return torch.stack([
-            bodynet_grid_vertices(vertices[b], K[b], float(root_depth[b]), crop_size, height)
-            for b in range(len(vertices))
-        ])  # fmt: skip
-
+    to_frame = grid_frame(K, root_depth, crop_size, height)
     target_joints = to_frame(joints)
 
     def energy(params: list[Tensor]) -> Tensor:

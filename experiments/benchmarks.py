@@ -578,22 +578,20 @@ def score_bodynet_silhouette(
     models: BodyModels,
 ) -> None:
     """Update the image-resolution silhouette scores and the surface error (module docstring)."""
-    compared = None if estimate.pose is None else compare_meshes(estimate, batch, models)
-    crop_size = int(batch["image"].shape[-1])
-    for metric in benchmark_metrics:
-        if isinstance(metric, metrics.SilhouetteScores):
-            if "occupancy" not in estimate.extras:
+    silhouettes = [m for m in benchmark_metrics if isinstance(m, metrics.SilhouetteScores)]
+    if silhouettes and "occupancy" in estimate.extras:
+        crop_size = int(batch["image"].shape[-1])
+        fronts = estimate.extras["occupancy"].amax(dim=1)  # (B, R, R): max over depth
+        for front, meta in zip(fronts, batch["meta"], strict=True):
+            if meta.get("image_mask") is None:
                 continue
-            fronts = estimate.extras["occupancy"].amax(dim=1)  # (B, R, R): max over depth
-            for front, meta in zip(fronts, batch["meta"], strict=True):
-                if meta.get("image_mask") is None:
-                    continue
-                truth = torch.as_tensor(meta["image_mask"], device=front.device)
-                height, width = truth.shape
-                predicted = image_silhouette(front, meta["crop_matrix"], crop_size, (height, width))
-                metric.update(predicted[None], truth[None].bool())
-        elif compared is not None:
-            metric.update(compared.pred_vertices, compared.target_vertices)
+            truth = torch.as_tensor(meta["image_mask"], device=front.device).bool()
+            height, width = truth.shape
+            predicted = image_silhouette(front, meta["crop_matrix"], crop_size, (height, width))
+            for metric in silhouettes:
+                metric.update(predicted[None], truth[None])
+    rest = [m for m in benchmark_metrics if not isinstance(m, metrics.SilhouetteScores)]
+    score_bodynet_surface(rest, estimate, batch, models)
 
 
 Scorer = Callable[[Sequence[metrics.SuiteMetric], Estimate, Mapping, BodyModels], None]
