@@ -323,7 +323,6 @@ def fit_inputs(
     lr: float = 0.03,
     joint_weight: float = 100.0,
     shape_weight: float = 5.0,
-    keypoint_valid: Tensor | None = None,
 ) -> FitResult:
     """SMPLify++ (BodyNet section 4.2, appendix D eq. 1): the body fitted to a network's inputs
     to the shape network, its predicted silhouette and 2D and 3D joints, instead of its voxels.
@@ -349,7 +348,6 @@ def fit_inputs(
         joints: (B, J, 3) predicted camera-frame joints (metres), keypoints `joint_indices`.
         keypoints2d: (B, J, 2) predicted 2D joints in crop pixels, same joints.
         K, root_depth, crop_size: as for `fit_occupancy`.
-        keypoint_valid: (B, J) bool, which 2D joints count (default all).
     """
     batch, height, width = silhouette.shape
     if height != width:
@@ -360,8 +358,6 @@ def fit_inputs(
     outside, contour, valid = silhouette_targets(silhouette)
     scale = height / crop_size
     keypoints = (keypoints2d.float() + 0.5) * scale  # bodynet_grid_vertices' x = (u + 0.5) s
-    kept = (torch.ones_like(keypoints[..., 0], dtype=torch.bool)
-            if keypoint_valid is None else keypoint_valid.bool())  # fmt: skip
 
     to_frame = grid_frame(K, root_depth, crop_size, height)
     target_joints = to_frame(joints)
@@ -372,8 +368,7 @@ def fit_inputs(
         model_joints = to_frame(posed.keypoints[:, list(joint_indices)])
         silhouette_term = silhouette_energy(vertices[..., :2], outside, contour, valid)
         joint_term = (model_joints - target_joints).square().sum(dim=(1, 2))
-        keypoint_error = (model_joints[..., :2] - keypoints).square().sum(dim=-1)
-        keypoint_term = keypoint_error.where(kept, 0.0).sum(dim=1)
+        keypoint_term = (model_joints[..., :2] - keypoints).square().sum(dim=(1, 2))
         shape_term = params[1].square().sum(dim=1)
         return (silhouette_term + joint_weight * joint_term + keypoint_term
                 + shape_weight * shape_term)  # fmt: skip

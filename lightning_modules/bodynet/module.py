@@ -372,15 +372,7 @@ class BodyNetModule(pl.LightningModule):
     def predict_step(self, batch: dict, batch_idx: int = 0) -> Prediction:
         output = self(batch["image"])
         batch_size = batch["image"].shape[0]
-        root_depth = torch.full((batch_size,), self.default_root_depth, device=self.device)
-        if "bodynet_root_depth" in batch:
-            known_depth = batch["bodynet_root_depth"].to(root_depth)
-            root_depth = torch.where(known_depth > 0, known_depth, root_depth)
-        if "keypoints3d" in batch:
-            truth = batch["keypoints3d"][:, JOINTS[ROOT]]
-            known = batch.get("has_keypoints3d", torch.zeros_like(truth[:, 0], dtype=torch.bool))
-            known = known & (truth[:, 3] > 0)
-            root_depth = torch.where(known, truth[:, 2], root_depth)
+        root_depth = self.known_root_depth(batch)
         joints = self.joints3d(output, batch["K"], root_depth)
         keypoints = joints.new_zeros(batch_size, 1, len(CANONICAL_NAMES), 3)
         keypoints[:, 0, JOINTS] = joints
@@ -391,6 +383,21 @@ class BodyNetModule(pl.LightningModule):
             keypoints3d=keypoints, K=batch["K"], person_valid=ones,
             score=ones.float(), extras=extras, betas=betas,
         )  # fmt: skip
+
+    def known_root_depth(self, batch: dict) -> Tensor:
+        """(B,) metres: the targets' `bodynet_root_depth` (the labelled root, else the posed
+        SMPL's), else the labelled root of a batch without BodyNet's targets, else
+        `default_root_depth`."""
+        batch_size = batch["image"].shape[0]
+        default = torch.full((batch_size,), self.default_root_depth, device=self.device)
+        if "bodynet_root_depth" in batch:
+            known = batch["bodynet_root_depth"].to(default)
+            return torch.where(known > 0, known, default)
+        if "keypoints3d" not in batch:
+            return default
+        truth = batch["keypoints3d"][:, JOINTS[ROOT]]
+        labelled = batch.get("has_keypoints3d", torch.zeros_like(truth[:, 0], dtype=torch.bool))
+        return torch.where(labelled & (truth[:, 3] > 0), truth[:, 2].to(default), default)
 
     def _extras(self, output: BodyNetOutput, root_depth: Tensor) -> dict[str, Tensor]:
         extras: dict[str, Tensor] = {

@@ -245,13 +245,15 @@ class BodyNetNetwork(nn.Module):
         self, image: Tensor, heatmaps: Tensor, segm_scores: Tensor
     ) -> dict[str, Tensor]:
         """RGB (3), the 2D heatmaps (J) and the segmentation probabilities (C), upsampled to
-        the image's resolution, by input name."""
+        the image's resolution, by input name: those the 3D pose or shape network reads."""
         size = image.shape[-2:]
-        return {
-            "rgb": image,
-            "pose2d": F.interpolate(heatmaps, size=size, mode="bilinear"),
-            "segm": F.interpolate(segm_scores.softmax(dim=1), size=size, mode="bilinear"),
-        }
+        used = set(self.pose3d_inputs) | set(self.shape_inputs)
+        inputs = {"rgb": image}
+        if "pose2d" in used:
+            inputs["pose2d"] = F.interpolate(heatmaps, size=size, mode="bilinear")
+        if "segm" in used:
+            inputs["segm"] = F.interpolate(segm_scores.softmax(dim=1), size=size, mode="bilinear")
+        return inputs
 
     def occupancy_twin(self) -> BodyNetNetwork:
         """A fresh occupancy network (no part classes) of this network's sizes."""

@@ -132,11 +132,8 @@ class BodyNetTargets:
 
     def heatmaps3d(self, sample: dict, size: int) -> tuple[Tensor, Tensor]:
         joints = sample["keypoints3d"][self.joints]  # (J, 4) camera metres + confidence
-        usable = bool(sample["has_keypoints3d"]) and not bool(
-            sample.get("keypoints3d_root_relative", torch.tensor(False))
-        )
-        empty = torch.zeros(len(self.joints), self.depth_bins, size, size)
-        if not usable or joints[self.root, 3] <= 0 or joints[self.root, 2] <= 0:
+        if self.labelled_root_depth(sample) <= 0:
+            empty = torch.zeros(len(self.joints), self.depth_bins, size, size)
             return empty, torch.zeros(len(self.joints))
         side = sample["image"].shape[-1]
         projected = joints[:, :3] @ sample["K"].T

@@ -43,17 +43,24 @@ SEED = 0
 
 @pytest.fixture(scope="module")
 def voxel_cache(ci_world, body_models_root) -> Path:
-    """The ci world's SURREAL training split and BodyNet test set voxelized at 32^3 in 64-pixel
-    crops into the world's default cache (`prepare --targets bodynet_voxels`; fixtures tier)."""
+    """The ci world's SURREAL training split and BodyNet test set voxelized at bodynet_tiny's
+    grid and crop sizes (32^3, 64 pixels) into the world's default cache (`prepare --targets
+    bodynet_voxels`; fixtures tier)."""
     from datamodules.base import BodyModels, ReaderOptions, reader_class
     from datamodules.cache import PrepareContext
+    from experiments.config import load_experiment
     from lightning_modules.bodynet.voxel_cache import prepare_split
 
-    cache_root = ci_world / ".cache"
-    context = PrepareContext(ci_world, cache_root, body_models_root, "mannequin", progress=False)
-    options = ReaderOptions(cache_root=cache_root, body_models=BodyModels(body_models_root))
+    cfg = load_experiment("bodynet_tiny", [f"body_model.root={body_models_root}"],
+                          data_root=ci_world)  # fmt: skip
+    resolution, crop_size = int(cfg.model.network.voxel_resolution), int(cfg.data.crop_size)
+    cache_root = Path(cfg.cache_root)
+    name = str(cfg.body_model.name)
+    context = PrepareContext(ci_world, cache_root, body_models_root, name, progress=False)
+    options = ReaderOptions(cache_root=cache_root, body_models=BodyModels(body_models_root, name))
     for split in ("train", "val_bodynet"):
-        prepare_split(reader_class("surreal")(ci_world, split, options), context, 32, 64)
+        reader = reader_class("surreal")(ci_world, split, options)
+        prepare_split(reader, context, resolution, crop_size)
     return cache_root
 
 
