@@ -240,6 +240,7 @@ def trained(tmp_path_factory, body_models_root, tiny_world):
         run_dir = train(cfg)
     finally:
         wandb.finish()
+        wandb.teardown()  # the service has written every record before we read them
         monkeypatch.undo()
     return {"root": root, "world": tiny_world, "run": run_dir, "paths": paths}
 

@@ -114,6 +114,7 @@ def test_wandb_offline_run_holds_the_metrics_beside_the_csv_log(
         assert main(["train", str(TINY_EXPERIMENT), *overrides]) == 0
     finally:
         wandb.finish()
+        wandb.teardown()  # the service has written every record before we read them
     (run_dir,) = (tmp_path / "tiny_regression").iterdir()
     (offline,) = (run_dir / "wandb").glob("offline-run-*")
     (records,) = offline.glob("run-*.wandb")
